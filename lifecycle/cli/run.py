@@ -1,0 +1,82 @@
+"""`lifecycle-cli run JOB`: run a job in this process (bypasses quiet windows, not the bandwidth budget)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from lifecycle.catalog import all_tables
+from lifecycle.cli.common import JOB, cli, config_option, emit_json, settings_from
+from lifecycle.errors import LifecycleError
+from lifecycle.jobs.base import JobRequest, JobResult
+from lifecycle.runtime import build_context, execute, validate_request
+
+
+def _print_result(result: JobResult) -> None:
+    where = result.table + (f" [{result.partition}]" if result.partition else "")
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(result.counts.items()))
+    click.echo(f"{result.job} {where}: {result.status}" + (f" ({counts})" if counts else ""))
+    for line in result.detail:
+        click.echo(f"  {line}")
+
+
+def _sum_counts(results: list[JobResult]) -> dict[str, Any]:
+    total: dict[str, Any] = {}
+    for r in results:
+        for k, v in r.counts.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+@cli.command(help="Run JOB in this process, for --table (or every configured table).")
+@click.argument("job", type=JOB)
+@click.option("--table", "table", default=None, help="namespace.table, or a bare name in the default namespace.")
+@click.option("--partition", "partition", default=None, help="field=value[,field=value] (compact only).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@config_option
+@click.pass_context
+def run(ctx: click.Context, job: str, table: str | None, partition: str | None, dry_run: bool, as_json: bool,
+        sub_config_path: str | None) -> None:
+    settings = settings_from(ctx, sub_config_path)
+    context = build_context(settings, manual=True)
+    if sys.stderr.isatty() and not as_json:
+        context.on_progress = lambda msg: click.echo(f"\r\033[K{msg}", nl=False, err=True)
+    try:
+        if partition is not None and table is None:
+            raise click.UsageError("--partition needs --table")
+        names = [table] if table else all_tables(context.catalog, settings)
+        requests = []
+        for name in names:  # validate everything before changing anything
+            identifier, part = validate_request(context, job, name, partition)
+            requests.append(JobRequest(job, identifier, part, dry_run=dry_run, manual=True))
+        results: list[JobResult] = []
+        failed: list[str] = []
+        for req in requests:
+            try:
+                results.append(execute(context, req))
+            except LifecycleError as exc:
+                if exc.exit_code == 2 or len(requests) == 1:
+                    raise
+                failed.append(f"{req.table}: {exc}")
+        if context.on_progress:
+            click.echo("\r\033[K", nl=False, err=True)
+        if as_json:
+            if len(results) == 1 and not failed:
+                emit_json(results[0].to_dict())
+            else:
+                emit_json({"job": job, "table": table, "partition": partition, "counts": _sum_counts(results),
+                           "results": [r.to_dict() for r in results], "failed": failed})
+        else:
+            for r in results:
+                _print_result(r)
+            if not requests:
+                click.echo(f"{job}: no tables to run on")
+        for line in failed:
+            click.echo(f"lifecycle-cli: error: {line}", err=True)
+        if failed:
+            sys.exit(1)
+    finally:
+        context.store.close()

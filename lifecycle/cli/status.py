@@ -1,0 +1,99 @@
+"""`lifecycle-cli status`: plans in flight, journal backlog, held locks, recent runs, writers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from lifecycle.catalog import open_catalog, resolve_table
+from lifecycle.cli.common import cli, config_option, emit_json, settings_from
+from lifecycle.clock import default_clock
+from lifecycle.state.db import database_url
+from lifecycle.state.locks import held_locks
+from lifecycle.state.runs import RunStore
+from lifecycle.state.store import StateStore
+from lifecycle.state.writers import all_writers
+
+
+def collect(store: StateStore, table: str | None, ttl_seconds: int) -> dict[str, Any]:
+    now = store.clock.now()
+    with store.cursor() as cur:
+        cur.execute(
+            "SELECT table_name, kind, state, count(*) AS files, coalesce(sum(bytes), 0) AS bytes,"
+            " min(eligible_at) AS next_eligible FROM journal"
+            " WHERE state NOT IN ('deleted', 'removed', 'skipped', 'committed', 'kept')"
+            + (" AND table_name = %s" if table else "")
+            + " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            (table,) if table else (),
+        )
+        backlog = cur.fetchall()
+    plans = store.all_open_plans(table)
+    with store.cursor() as cur:
+        locks = held_locks(cur.connection)
+        writers = all_writers(cur.connection)
+    runs = RunStore(store).recent(table, limit=10)
+    return {
+        "table": table,
+        "plans_in_flight": [
+            {"plan_id": p.plan_id, "job": p.job, "table": p.table_name, "partition": p.partition,
+             "state": p.state, "updated_at": p.updated_at.isoformat()} for p in plans],
+        "journal_backlog": [{**r, "next_eligible": r["next_eligible"].isoformat() if r["next_eligible"] else None}
+                            for r in backlog],
+        "locks": locks,
+        "recent_runs": [
+            {"run_id": r.run_id, "job": r.job, "table": r.table_name, "partition": r.partition,
+             "state": r.state, "attempts": r.attempts, "error": r.error,
+             "finished_at": r.finished_at.isoformat() if r.finished_at else None} for r in runs],
+        "writers": [
+            {"writer_id": w.writer_id, "host": w.host,
+             "last_heartbeat_at": w.last_heartbeat_at.isoformat() if w.last_heartbeat_at else None,
+             "active": bool(w.last_heartbeat_at and (now - w.last_heartbeat_at).total_seconds() < ttl_seconds),
+             "in_progress_paths": list(w.in_progress_paths)} for w in writers],
+    }
+
+
+@cli.command(help="Show plans in flight, journals, locks, last runs and writers.")
+@click.option("--table", "table", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@config_option
+@click.pass_context
+def status(ctx: click.Context, table: str | None, as_json: bool, sub_config_path: str | None) -> None:
+    settings = settings_from(ctx, sub_config_path)
+    identifier = None
+    if table is not None:
+        identifier, _ = resolve_table(open_catalog(settings), settings, table)
+    store = StateStore(database_url(settings), default_clock())
+    try:
+        ttl = settings.for_table(identifier).writer_heartbeat_ttl_seconds if identifier else \
+            settings.defaults.writer_heartbeat_ttl_seconds
+        data = collect(store, identifier, ttl)
+    finally:
+        store.close()
+    try:
+        from lifecycle.fleet_status import queue_depths  # added by the fleet; optional here
+
+        data["queues"] = queue_depths(settings)
+    except ImportError:
+        pass
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(f"config: {settings.source}")
+    click.echo(f"plans in flight: {len(data['plans_in_flight'])}")
+    for p in data["plans_in_flight"]:
+        click.echo(f"  {p['job']:<22} {p['table']} {p['partition']} {p['state']} ({p['plan_id']})")
+    click.echo(f"journal backlog: {sum(r['files'] for r in data['journal_backlog'])} file(s)")
+    for r in data["journal_backlog"]:
+        click.echo(f"  {r['table_name']} {r['kind']}/{r['state']}: {r['files']} file(s), {r['bytes']} bytes")
+    click.echo(f"held locks: {len(data['locks'])}")
+    for lk in data["locks"]:
+        click.echo(f"  {lk['holder']} key={lk['key']} since {lk['since']}")
+    click.echo("recent runs:")
+    for r in data["recent_runs"]:
+        click.echo(f"  {r['job']:<22} {r['table']} {r['partition']} {r['state']} attempts={r['attempts']}")
+    click.echo(f"writers: {len(data['writers'])}")
+    for w in data["writers"]:
+        click.echo(f"  {w['writer_id']} {'active' if w['active'] else 'stale'} last={w['last_heartbeat_at']}")
+    if "queues" in data:
+        click.echo("queues: " + ", ".join(f"{q}={n}" for q, n in data["queues"].items()))

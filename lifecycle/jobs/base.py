@@ -1,0 +1,97 @@
+"""Values shared by every job: the request, the result, and the context of one run."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyiceberg.catalog import Catalog
+
+from lifecycle.bandwidth import Limiter
+from lifecycle.clock import Clock
+from lifecycle.errors import StopRequested
+from lifecycle.settings import Settings, TableSettings
+from lifecycle.state.locks import AdvisoryLock
+from lifecycle.state.store import StateStore
+from lifecycle.windows import in_any
+
+JOB_NAMES = ("compact", "expire", "purge", "clean-orphans", "rewrite-manifests", "compact-schema-history")
+
+# Status of a finished run.
+DONE = "done"
+NOTHING_TO_DO = "nothing-to-do"
+STOPPED = "stopped"          # a checkpoint stopped it cleanly; the next run continues
+LOCKED = "locked"            # another run holds the lock: acknowledged, nothing done
+DRY_RUN = "dry-run"
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    job: str
+    table: str                 # qualified namespace.table
+    partition: str | None = None
+    dry_run: bool = False
+    manual: bool = True        # manual runs bypass quiet windows, never the bandwidth budget
+    run_id: str | None = None
+
+
+@dataclass
+class JobResult:
+    job: str
+    table: str
+    partition: str | None
+    status: str
+    counts: dict[str, int | float] = field(default_factory=dict)
+    plan: Any = None           # JSON-ready plan for --dry-run
+    detail: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "job": self.job, "table": self.table, "partition": self.partition,
+            "status": self.status, "counts": self.counts,
+        }
+        if self.plan is not None:
+            out["plan"] = self.plan
+        return out
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    catalog: Catalog
+    store: StateStore
+    clock: Clock
+    limiter: Limiter
+    db_url: str
+    manual: bool = True
+    lock: AdvisoryLock | None = None
+    shutdown: threading.Event = field(default_factory=threading.Event)
+    on_progress: Any = None    # callable(str) for terminal progress, or None
+
+    def table_settings(self, table: str) -> TableSettings:
+        return self.settings.for_table(table)
+
+    def window_open(self, job: str) -> bool:
+        """Scheduled runs respect quiet windows; manual runs bypass them."""
+        if self.manual:
+            return True
+        now = self.clock.now()
+        if job == "compact":
+            return not in_any(self.settings.windows.paused(), now)
+        if job in ("expire", "purge"):
+            return in_any(self.settings.windows.allowed(), now)
+        return True
+
+    def checkpoint(self, job: str) -> None:
+        """Between steps: stop cleanly outside the window or on shutdown; stop hard if the lock is lost."""
+        if self.lock is not None:
+            self.lock.ensure_alive()
+        if self.shutdown.is_set():
+            raise StopRequested(f"{job}: shutdown requested")
+        if not self.window_open(job):
+            raise StopRequested(f"{job}: outside its window at {self.clock.now():%H:%M} UTC")
+
+    def progress(self, message: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(message)

@@ -1,0 +1,108 @@
+"""Build a job context from settings and execute one job request under its advisory lock.
+
+The CLI and the Celery tasks both call `execute`, so a manual run and a fleet run run the same code.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lifecycle import log, metrics
+from lifecycle.bandwidth import Limiter, process_limiter
+from lifecycle.catalog import open_catalog, qualify, resolve_table
+from lifecycle.clock import Clock, default_clock
+from lifecycle.errors import StopRequested
+from lifecycle.identity import worker_id
+from lifecycle.jobs.base import LOCKED, STOPPED, JobContext, JobRequest, JobResult
+from lifecycle.jobs.registry import PARTITIONED_JOBS, check_job, runner
+from lifecycle.partitions import parse_partition
+from lifecycle.settings import Settings
+from lifecycle.state.db import database_url
+from lifecycle.state.locks import AdvisoryLock, lock_kind
+from lifecycle.state.runs import RunStore
+from lifecycle.state.store import StateStore
+
+_log = log.get("lifecycle.runtime")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    context: JobContext
+
+    def close(self) -> None:
+        self.context.store.close()
+
+
+def build_context(
+    settings: Settings, clock: Clock | None = None, limiter: Limiter | None = None, manual: bool = True,
+) -> JobContext:
+    clock = clock or default_clock()
+    url = database_url(settings)
+    store = StateStore(url, clock)
+    return JobContext(
+        settings=settings, catalog=open_catalog(settings), store=store, clock=clock,
+        limiter=limiter or process_limiter(settings), db_url=url, manual=manual,
+    )
+
+
+def validate_request(ctx: JobContext, job: str, table: str, partition: str | None) -> tuple[str, str | None]:
+    """Bad input is refused before anything changes: unknown job, table, or malformed partition."""
+    check_job(job)
+    identifier, tbl = resolve_table(ctx.catalog, ctx.settings, qualify(ctx.settings, table))
+    if partition is not None:
+        if job not in PARTITIONED_JOBS:
+            from lifecycle.errors import BadInputError
+
+            raise BadInputError(f"--partition: job {job!r} runs per table, not per partition")
+        key = parse_partition(partition, tbl.spec(), tbl.schema())
+        partition = key.text
+    return identifier, partition
+
+
+def execute(ctx: JobContext, request: JobRequest,
+            on_locked: Callable[[], None] | None = None) -> JobResult:
+    """Take the job's advisory lock, run it, record the run. A held lock → status `locked`."""
+    fn = runner(request.job)
+    kind = lock_kind(request.job)
+    lock_partition = request.partition or "" if kind == request.job else ""
+    runs = RunStore(ctx.store)
+    run_id = request.run_id or f"{request.job}-manual-{uuid.uuid4().hex[:12]}"
+    started = time.monotonic()
+    with AdvisoryLock(ctx.db_url, kind, request.table, lock_partition) as lock:
+        if not lock.acquired:
+            metrics.LOCK_CONTENTION.labels(request.job).inc()
+            _log.event("job.locked", job=request.job, table=request.table, partition=request.partition)
+            if on_locked:
+                on_locked()
+            return JobResult(request.job, request.table, request.partition, LOCKED)
+        if request.dry_run:
+            ctx.lock = lock
+            try:
+                return fn(ctx, request)
+            finally:
+                ctx.lock = None
+        runs.ensure(run_id, request.job, request.table, request.partition or "", request.manual)
+        runs.start(run_id, worker_id())
+        ctx.lock = lock
+        outcome = "failed"
+        try:
+            result = fn(ctx, request)
+            outcome = result.status
+            runs.finish(run_id, "done", result.counts)
+            return result
+        except StopRequested as stop:
+            outcome = STOPPED
+            runs.finish(run_id, "stopped", error=str(stop))
+            return JobResult(request.job, request.table, request.partition, STOPPED, detail=[str(stop)])
+        except BaseException as exc:
+            if lock.alive():
+                runs.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        finally:
+            ctx.lock = None
+            metrics.JOB_RUNS.labels(request.job, request.table, outcome).inc()
+            metrics.JOB_DURATION.labels(request.job).observe(time.monotonic() - started)

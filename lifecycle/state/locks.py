@@ -1,0 +1,101 @@
+"""Advisory locks: pg_try_advisory_lock(namespace, key) on a dedicated autocommit connection.
+
+A crashed holder's session ends and PostgreSQL frees the lock. Keys come from blake2b, never hash().
+"""
+
+from __future__ import annotations
+
+import hashlib
+from types import TracebackType
+from typing import Any
+
+import psycopg
+
+from lifecycle.errors import LockLostError
+from lifecycle.state.db import connect
+
+NAMESPACE = int.from_bytes(hashlib.blake2b(b"artemis-lifecycle", digest_size=4).digest(), "big", signed=True)
+
+# Table-wide jobs share one lock per table so they never interleave; compaction locks per partition.
+TABLE_WIDE_KIND = "table-maintenance"
+TABLE_WIDE_JOBS = frozenset({"expire", "purge", "clean-orphans", "rewrite-manifests", "compact-schema-history"})
+
+
+def lock_kind(job: str) -> str:
+    return TABLE_WIDE_KIND if job in TABLE_WIDE_JOBS else job
+
+
+def lock_key(kind: str, table: str, partition: str = "") -> int:
+    digest = hashlib.blake2b(f"{kind}\x1f{table}\x1f{partition}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class AdvisoryLock:
+    """`with AdvisoryLock(url, kind, table, partition) as lock: if lock.acquired: ...`"""
+
+    def __init__(self, url: str, kind: str, table: str, partition: str = "") -> None:
+        self.url = url
+        self.kind = kind
+        self.table = table
+        self.partition = partition
+        self.key = lock_key(kind, table, partition)
+        self.acquired = False
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def __enter__(self) -> AdvisoryLock:
+        self._conn = connect(self.url, application_name=f"lifecycle-lock:{self.kind}:{self.table}")
+        row = self._conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (NAMESPACE, self.key)).fetchone()
+        self.acquired = bool(row and row[0])
+        if not self.acquired:
+            self._conn.close()
+            self._conn = None
+        return self
+
+    def alive(self) -> bool:
+        """True while the lock's connection still answers (so the lock is still ours)."""
+        if not self.acquired or self._conn is None or self._conn.closed:
+            return False
+        try:
+            self._conn.execute("SELECT 1").fetchone()
+            return True
+        except psycopg.Error:
+            return False
+
+    def ensure_alive(self) -> None:
+        """Raise LockLostError when the lock connection died: stop before any further side effect."""
+        if not self.alive():
+            raise LockLostError(
+                f"advisory lock for {self.kind} {self.table} {self.partition or ''}".rstrip()
+                + " was lost (state database connection dropped); stopping before any further step"
+            )
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if self.acquired and not conn.closed:
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (NAMESPACE, self.key))
+        except psycopg.Error:
+            pass  # the session is gone: PostgreSQL already freed the lock
+        finally:
+            conn.close()
+            self.acquired = False
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+def held_locks(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Our advisory locks currently held in the cluster, with the holding application name."""
+    rows = conn.execute(
+        "SELECT l.objid::int AS key, a.application_name, a.client_addr::text, a.backend_start"
+        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int = %s",
+        (NAMESPACE,),
+    ).fetchall()
+    return [
+        {"key": r[0], "holder": r[1], "client": r[2], "since": r[3].isoformat() if r[3] else None}
+        for r in rows
+    ]

@@ -1,0 +1,103 @@
+"""Rows of the state store as immutable values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# Plan states. A plan moves forward only, each step a checked compare-and-swap.
+PLANNED = "planned"
+EXECUTING = "executing"
+COMMITTING = "committing"
+COMMITTED = "committed"
+DONE = "done"
+ABANDONED = "abandoned"
+FAILED = "failed"
+UNKNOWN = "unknown"  # commit outcome unknown: staged files stay until reconciled
+OPEN_PLAN_STATES = (PLANNED, EXECUTING, COMMITTING, COMMITTED, UNKNOWN)
+
+# Journal entry states.
+PENDING = "pending"
+WRITTEN = "written"
+COPIED = "copied"
+DELETED = "deleted"
+REMOVED = "removed"
+SKIPPED = "skipped"
+KEPT = "kept"
+
+
+@dataclass(frozen=True)
+class Plan:
+    plan_id: str
+    job: str
+    table_name: str
+    partition: str
+    state: str
+    base_snapshot_id: int | None
+    run_id: str | None
+    payload: dict[str, Any]
+    progress: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    entry_id: int
+    plan_id: str
+    table_name: str
+    kind: str
+    path: str
+    state: str
+    bytes: int | None
+    eligible_at: datetime | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    path: str
+    bytes: int | None = None
+    eligible_at: datetime | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ColdObject:
+    table_name: str
+    snapshot_ids: tuple[int, ...]
+    source_path: str
+    cold_uri: str
+    bytes: int
+    checksum: str
+    storage_class: str | None
+    copied_at: datetime
+    plan_id: str | None
+
+
+@dataclass(frozen=True)
+class Writer:
+    writer_id: str
+    host: str | None
+    started_at: datetime | None
+    last_heartbeat_at: datetime | None
+    in_progress_paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class JobRun:
+    run_id: str
+    job: str
+    table_name: str
+    partition: str
+    state: str
+    manual: bool
+    attempts: int
+    max_attempts: int
+    worker: str | None
+    created_at: datetime
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    counts: dict[str, Any]
