@@ -8,7 +8,9 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table.metadata import TableMetadata
 
 
-def data_file_from_parquet(io: FileIO, metadata: TableMetadata, path: str, sort_order_id: int | None = None) -> DataFile:
+def data_file_from_parquet(
+    io: FileIO, metadata: TableMetadata, path: str, sort_order_id: int | None = None
+) -> DataFile:
     """Read a parquet footer into a DataFile with stats and partition (inferred from min/max).
 
     PyIceberg 0.12 drops the spec id passed to DataFile.from_args; set it so deletes and overwrites that

@@ -47,7 +47,7 @@ class LockLostError(LifecycleError):
     """The advisory lock connection died: the holder must stop before any further side effect."""
 
 
-class StopRequested(LifecycleError):  # noqa: N818 - a signal, not a failure
+class StopRequested(LifecycleError):
     """A checkpoint found the job must stop (quiet window, shutdown); the run exits cleanly."""
 
     exit_code = 0

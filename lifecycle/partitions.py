@@ -201,7 +201,9 @@ def _range(column: str, source_type: IcebergType, lo: datetime, hi: datetime) ->
                LessThan(column, _ts_literal(source_type, hi)))
 
 
-def _field_filter(transform: Transform[Any, Any], column: str, source_type: IcebergType, value: Any) -> BooleanExpression:
+def _field_filter(
+    transform: Transform[Any, Any], column: str, source_type: IcebergType, value: Any
+) -> BooleanExpression:
     if value is None:
         return IsNull(column)
     if isinstance(transform, IdentityTransform):

@@ -19,9 +19,6 @@ import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NamespaceAlreadyExistsError
 from pyiceberg.io.pyarrow import schema_to_pyarrow
-from pyiceberg.partitioning import PartitionField, PartitionSpec
-from pyiceberg.schema import Schema
-from pyiceberg.table import Table
 from pyiceberg.manifest import (
     ManifestEntry,
     ManifestEntryStatus,
@@ -29,6 +26,9 @@ from pyiceberg.manifest import (
     write_manifest,
     write_manifest_list,
 )
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation, Snapshot, Summary
 from pyiceberg.table.update import AddSnapshotUpdate, AssertRefSnapshotId, SetSnapshotRefUpdate
 from pyiceberg.transforms import DayTransform, IdentityTransform
@@ -191,7 +191,7 @@ def add_history(table: Table, spec: ArchiveSpec, rng: random.Random, clock: Cloc
         manifests = [added]
         operation = Operation.APPEND
         if rewrite and live:
-            victim_manifest, victim_entry = live.pop(rng.randrange(len(live)))
+            _, victim_entry = live.pop(rng.randrange(len(live)))
             manifests.append(_write_manifest(table, meta, snapshot_id, [victim_entry], base, deleted=True))
             operation = Operation.OVERWRITE
             rows -= victim_entry.data_file.record_count
@@ -212,8 +212,8 @@ def add_history(table: Table, spec: ArchiveSpec, rng: random.Random, clock: Cloc
         updates.append(SetSnapshotRefUpdate(ref_name="main", type="branch", snapshot_id=snapshot_id))
         ids.append(snapshot_id)
         parent = snapshot_id
-    table.catalog.commit_table(table, requirements=(AssertRefSnapshotId(ref="main", snapshot_id=meta.current_snapshot_id),),
-                               updates=tuple(updates))
+    requirement = AssertRefSnapshotId(ref="main", snapshot_id=meta.current_snapshot_id)
+    table.catalog.commit_table(table, requirements=(requirement,), updates=tuple(updates))
     return ids, rows
 
 
@@ -240,7 +240,9 @@ def _write_manifest(table: Table, meta: Any, snapshot_id: int, entries: list[Man
     return mf
 
 
-def plant_orphans(table: Table, orphans: Sequence[OrphanSpec], rng: random.Random, clock: Clock) -> list[tuple[str, float]]:
+def plant_orphans(
+    table: Table, orphans: Sequence[OrphanSpec], rng: random.Random, clock: Clock
+) -> list[tuple[str, float]]:
     out: list[tuple[str, float]] = []
     base = table.location().rstrip("/")
     local = base.startswith("file://") or base.startswith("/")

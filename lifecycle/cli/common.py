@@ -15,7 +15,7 @@ from lifecycle.settings import Settings, load
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _JobType(click.ParamType):
+class _JobType(click.ParamType):  # type: ignore[type-arg]
     name = "JOB"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:

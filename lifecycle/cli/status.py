@@ -71,7 +71,7 @@ def status(ctx: click.Context, table: str | None, as_json: bool, sub_config_path
     finally:
         store.close()
     try:
-        from lifecycle.fleet_status import queue_depths  # added by the fleet; optional here
+        from lifecycle.fleet_status import queue_depths  # type: ignore[import-not-found,unused-ignore]
 
         data["queues"] = queue_depths(settings)
     except ImportError:

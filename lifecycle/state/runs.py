@@ -30,8 +30,8 @@ class RunStore:
                max_attempts: int = 5) -> JobRun:
         with self.store.cursor() as cur:
             cur.execute(
-                f"INSERT INTO job_runs (run_id, job, table_name, partition, state, manual, max_attempts,"
-                f" created_at) VALUES (%s,%s,%s,%s,'queued',%s,%s,%s) ON CONFLICT (run_id) DO NOTHING",
+                "INSERT INTO job_runs (run_id, job, table_name, partition, state, manual, max_attempts,"
+                " created_at) VALUES (%s,%s,%s,%s,'queued',%s,%s,%s) ON CONFLICT (run_id) DO NOTHING",
                 (run_id, job, table, partition, manual, max_attempts, self.store.clock.now()),
             )
         run = self.get(run_id)

@@ -88,7 +88,7 @@ class WriterHeartbeat:
         while not self._stop.wait(self.interval):
             try:
                 self.beat()
-            except Exception:  # noqa: BLE001 - a missed beat is retried next interval
+            except Exception:
                 continue
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
