@@ -170,3 +170,12 @@ def s3_catalog_properties(tmp_path: Path, endpoint: str, bucket: str) -> dict[st
         "s3.region": "us-east-1",
         "s3.force-virtual-addressing": "false",
     }
+
+
+def pyiceberg_env(props: dict[str, str], name: str = "archive") -> dict[str, str]:
+    """PyIceberg catalog properties as PYICEBERG_CATALOG__<NAME>__... variables for CLI subprocesses
+    (`s3.endpoint` → `..._S3__ENDPOINT`, `-` → `_`)."""
+    return {
+        f"PYICEBERG_CATALOG__{name.upper()}__{key.replace('.', '__').replace('-', '_').upper()}": value
+        for key, value in props.items()
+    }
