@@ -173,6 +173,8 @@ def parse_partition(text: str, spec: PartitionSpec, schema: Schema) -> Partition
             raise _fail(text, "empty field name")
         if name in given:
             raise _fail(text, f"field {name!r} given twice")
+        if "=" in raw:
+            raise _fail(text, f"value of {name!r} contains '=' (separate fields with ',')")
         given[name] = unquote(raw)
     known = [pf.name for pf in spec.fields]
     unknown = [n for n in given if n not in known]

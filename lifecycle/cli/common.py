@@ -27,8 +27,19 @@ class _JobType(click.ParamType):  # type: ignore[type-arg]
 JOB = _JobType()
 
 
-@click.group(help="Artemis Lifecycle: keep an Iceberg archive fast, small and auditable.\n\n"
-                  f"Jobs: {', '.join(JOB_NAMES)}.")
+_JOB_HELP = {
+    "compact": "rewrite a partition's small files (bin-pack, sort or Z-order)",
+    "expire": "phase 1 of snapshot expiration: metadata commit, journal the unreachable files",
+    "purge": "phase 2, 24 h later: copy journaled files to the cold tier, then delete them",
+    "clean-orphans": "delete files nothing references, guarded by age and live writers",
+    "rewrite-manifests": "consolidate per-commit manifests into few partition-clustered ones",
+    "compact-schema-history": "drop unused schemas/specs/sort orders, prune the metadata log",
+}
+_HELP = "Artemis Lifecycle: keep an Iceberg archive fast, small and auditable.\n\n\b\nJobs:\n" + "\n".join(
+    f"  {name:<24}{_JOB_HELP[name]}" for name in JOB_NAMES)
+
+
+@click.group(help=_HELP)
 @click.option("--config", "config_path", type=str, default=None, help="TOML configuration file.")
 @click.option("--log-level", default="WARNING", show_default=True, help="Logging level (JSON logs on stderr).")
 @click.pass_context
