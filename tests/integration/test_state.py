@@ -134,20 +134,22 @@ def test_lock_knows_when_its_connection_died(db_url: str) -> None:
 
 def test_heartbeat_helper_creates_refreshes_and_removes_its_row(db_url: str, store: StateStore) -> None:
     clock = ManualClock(store.clock.now())
-    with WriterHeartbeat(db_url, writer_id="writer-1", interval_seconds=0.05, clock=clock,
-                         paths=["file:///w/data/tmp-1/"]) as hb:
-        with psycopg.connect(db_url) as conn:
-            rows = all_writers(conn)
-            assert [w.writer_id for w in rows] == ["writer-1"]
-            assert rows[0].in_progress_paths == ("file:///w/data/tmp-1/",)
-            first = rows[0].last_heartbeat_at
-            clock.advance(timedelta(seconds=30))
-            wait_for(lambda: all_writers(conn)[0].last_heartbeat_at > first, timeout=10,  # type: ignore[operator]
-                     what="a background heartbeat")
-            hb.set_paths(["file:///w/data/tmp-2/"])
-            assert all_writers(conn)[0].in_progress_paths == ("file:///w/data/tmp-2/",)
-            assert [w.writer_id for w in active_writers(conn, clock, ttl_seconds=300)] == ["writer-1"]
-            later = ManualClock(clock.now() + timedelta(seconds=301))
-            assert active_writers(conn, later, ttl_seconds=300) == []
+    with (
+        WriterHeartbeat(db_url, writer_id="writer-1", interval_seconds=0.05, clock=clock,
+                        paths=["file:///w/data/tmp-1/"]) as hb,
+        psycopg.connect(db_url) as conn,
+    ):
+        rows = all_writers(conn)
+        assert [w.writer_id for w in rows] == ["writer-1"]
+        assert rows[0].in_progress_paths == ("file:///w/data/tmp-1/",)
+        first = rows[0].last_heartbeat_at
+        clock.advance(timedelta(seconds=30))
+        wait_for(lambda: all_writers(conn)[0].last_heartbeat_at > first, timeout=10,  # type: ignore[operator]
+                 what="a background heartbeat")
+        hb.set_paths(["file:///w/data/tmp-2/"])
+        assert all_writers(conn)[0].in_progress_paths == ("file:///w/data/tmp-2/",)
+        assert [w.writer_id for w in active_writers(conn, clock, ttl_seconds=300)] == ["writer-1"]
+        later = ManualClock(clock.now() + timedelta(seconds=301))
+        assert active_writers(conn, later, ttl_seconds=300) == []
     with psycopg.connect(db_url) as conn:
         assert all_writers(conn) == []
