@@ -41,6 +41,20 @@ BANDWIDTH_BUDGET = Gauge(
 LOCK_CONTENTION = Counter("lifecycle_lock_contention", "Deliveries that found the lock held", ["job"])
 JOB_FAILED_FINAL = Counter("lifecycle_job_attempts_exhausted", "Runs that ended failed after capped attempts", ["job"])
 
+# Backlog gauges and the beat heartbeat, read by deploy/prometheus/alerts.yaml. Whoever computes them sets
+# them (per table); "mostrecent" keeps the latest value written by any process in a multiprocess fleet.
+SMALL_FILE_BACKLOG = Gauge(
+    "lifecycle_small_file_backlog_files",
+    "Data files below small_file_bytes across the table's partitions, at the last compaction scan",
+    ["table"], multiprocess_mode="mostrecent",
+)
+PURGE_OVERDUE_AGE = Gauge(
+    "lifecycle_purge_journal_oldest_eligible_age_seconds",
+    "Seconds since the oldest purge-journal entry not yet deleted or skipped became eligible (0: none)",
+    ["table"], multiprocess_mode="mostrecent",
+)
+BEAT_EMISSIONS = Counter("lifecycle_beat_emissions", "Job messages emitted by celery beat", ["job"])
+
 CONTRACT_NAMES = (
     "files_compacted_total",
     "snapshots_expired_total",
