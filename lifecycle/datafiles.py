@@ -19,5 +19,5 @@ def data_file_from_parquet(
     df = parquet_file_to_data_file(io, metadata, path)
     df.spec_id = metadata.default_spec_id
     if sort_order_id is not None:
-        df.sort_order_id = sort_order_id
+        df[15] = sort_order_id  # DataFile.sort_order_id is a read-only property over position 15
     return df

@@ -1,0 +1,180 @@
+"""Compaction throughput and peak RSS: bin-pack, sort and Z-order against a plain pyarrow streaming copy
+and, when `deltalake` is importable (the `bench` extra), delta-rs optimize.compact / optimize.z_order.
+
+    .venv/bin/python bench/compaction.py --mb 200
+
+Generates one partition of small zstd files (sizes uniform in --file-mb), then runs every mode in its own
+child process so peak RSS is per mode. MB/s = input bytes / wall seconds of the rewrite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+MODES = ("binpack", "sort", "zorder", "pyarrow-copy", "delta-compact", "delta-zorder")
+ZCOLS = ("payload_id", "sensor_kind")
+
+
+def _catalog(work: Path) -> Any:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    (work / "warehouse").mkdir(parents=True, exist_ok=True)
+    return SqlCatalog("bench", uri=f"sqlite:///{work / 'catalog.db'}", warehouse=f"file://{work / 'warehouse'}")
+
+
+def generate(work: Path, mb: float, lo_mb: float, hi_mb: float, delta: bool) -> dict[str, Any]:
+    from lifecycle.synth import ArchiveSpec, build_archive
+
+    n = max(2, math.ceil(mb / ((lo_mb + hi_mb) / 2)))
+    spec = ArchiveSpec(partitions=[("apollo-7", date(2024, 3, 15))], files_per_partition=n,
+                       file_bytes=(int(lo_mb * 1e6), int(hi_mb * 1e6)))
+    archive = build_archive(_catalog(work), spec)
+    inputs = [t.file for t in archive.table.scan().plan_files()]
+    manifest = {"work": str(work), "table": archive.identifier, "inputs": [f.file_path for f in inputs],
+                "bytes": sum(f.file_size_in_bytes for f in inputs), "rows": sum(f.record_count for f in inputs)}
+    if delta:
+        from deltalake import write_deltalake
+
+        for path in manifest["inputs"]:
+            write_deltalake(str(work / "delta"), pq.read_table(path.removeprefix("file://")), mode="append")
+        shutil.copytree(work / "delta", work / "delta-z")
+    return manifest
+
+
+def _pyarrow_copy(m: dict[str, Any], target: int, out: Path) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    writer, sink, files = None, None, 0
+    for path in m["inputs"]:
+        pf = pq.ParquetFile(path.removeprefix("file://"))
+        for batch in pf.iter_batches(batch_size=64 * 1024):
+            if writer is None:
+                sink = open(out / f"copy-{files}.parquet", "wb")  # noqa: SIM115
+                writer = pq.ParquetWriter(sink, pf.schema_arrow, compression="zstd")
+                files += 1
+            writer.write_batch(batch)
+            if sink is not None and sink.tell() >= target:
+                writer.close()
+                sink.close()
+                writer = None
+    if writer is not None and sink is not None:
+        writer.close()
+        sink.close()
+    return files
+
+
+def _peak_rss_mib() -> float:
+    """VmHWM of this process (reset at exec, unlike ru_maxrss which a child inherits from its parent)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(mode: str, manifest_path: str, target: int) -> None:
+    m = json.loads(Path(manifest_path).read_text())
+    work = Path(m["work"])
+    run: Any
+    if mode in ("binpack", "sort", "zorder"):
+        from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+        from lifecycle.bandwidth import Unlimited
+        from lifecycle.compaction.planner import SORT, Strategy
+        from lifecycle.compaction.rewrite import SplitWriter, rewrite_group, row_group_rows
+
+        table = _catalog(work).load_table(m["table"])
+        outputs = max(1, math.ceil(m["bytes"] / target))
+        strategy = {"binpack": Strategy("binpack"), "zorder": Strategy("zorder", ZCOLS),
+                    "sort": Strategy(SORT, ZCOLS[::-1], ("asc", "asc"), ("last", "last"))}[mode]
+        paths = [f"file://{work}/out-{mode}/part-{i:04d}.parquet" for i in range(outputs)]
+        schema = schema_to_pyarrow(table.schema())
+
+        def run() -> int:
+            writer = SplitWriter(table.io, paths, m["rows"], schema, Unlimited(),
+                                 row_group_rows(m["bytes"], m["rows"]))
+            rewrite_group(table.io, m["inputs"], m["rows"], strategy, schema, writer, Unlimited())
+            return outputs
+    elif mode == "pyarrow-copy":
+        def run() -> int:
+            return _pyarrow_copy(m, target, work / "out-copy")
+    else:
+        from deltalake import DeltaTable
+
+        dt = DeltaTable(str(work / ("delta" if mode == "delta-compact" else "delta-z")))
+
+        def run() -> int:
+            if mode == "delta-compact":
+                metrics = dt.optimize.compact(target_size=target)
+            else:
+                metrics = dt.optimize.z_order(list(ZCOLS), target_size=target)
+            return int(metrics.get("numFilesAdded", 0))
+    started = time.monotonic()
+    outputs = run()
+    seconds = time.monotonic() - started
+    print(json.dumps({"mode": mode, "seconds": seconds, "mb_per_s": m["bytes"] / 1e6 / seconds,
+                      "peak_rss_mib": _peak_rss_mib(), "outputs": outputs}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mb", type=float, default=200, help="partition size in MB of small files")
+    ap.add_argument("--file-mb", type=float, nargs=2, default=(1, 10), metavar=("LO", "HI"))
+    ap.add_argument("--target-mb", type=float, default=128)
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--workdir", default=None, help="keep the generated data here (default: a temp folder)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--manifest", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    target = int(args.target_mb * 1e6)
+    if args.child:
+        child(args.child, args.manifest, target)
+        return
+    try:
+        import deltalake  # noqa: F401
+        have_delta = True
+    except ImportError:
+        have_delta = False
+    modes = [m for m in args.modes.split(",") if have_delta or not m.startswith("delta")]
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="lc-bench-"))
+    t0 = time.monotonic()
+    manifest = generate(work, args.mb, *args.file_mb, delta=any(m.startswith("delta") for m in modes))
+    (work / "manifest.json").write_text(json.dumps(manifest))
+    print(f"generated {len(manifest['inputs'])} files, {manifest['bytes'] / 1e6:.1f} MB, {manifest['rows']} rows"
+          f" in {time.monotonic() - t0:.0f}s; target {args.target_mb:g} MB")
+    print(f"{'mode':<14} {'seconds':>8} {'MB/s':>8} {'peak RSS MiB':>13} {'outputs':>8}")
+    results = {}
+    for mode in modes:
+        done = subprocess.run([sys.executable, __file__, "--child", mode, "--manifest", str(work / "manifest.json"),
+                               "--target-mb", str(args.target_mb)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"{mode:<14} failed: {done.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        results[mode] = r
+        print(f"{mode:<14} {r['seconds']:8.1f} {r['mb_per_s']:8.1f} {r['peak_rss_mib']:13.0f} {r['outputs']:8d}")
+    copy, dc, dz = (results.get(k, {}).get("mb_per_s") for k in ("pyarrow-copy", "delta-compact", "delta-zorder"))
+    if "binpack" in results and copy:
+        print(f"bin-pack / pyarrow copy: {results['binpack']['mb_per_s'] / copy:.2f}x")
+    if "binpack" in results and dc:
+        print(f"bin-pack / delta-rs compact: {results['binpack']['mb_per_s'] / dc:.2f}x")
+    if "zorder" in results and dz:
+        print(f"Z-order / delta-rs z_order: {results['zorder']['mb_per_s'] / dz:.2f}x")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    main()

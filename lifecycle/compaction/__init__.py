@@ -1,0 +1,1 @@
+"""Compaction: plan (planner, strategy), execute (rewrite, zorder, execute), commit (commit), job (job)."""

@@ -1,0 +1,107 @@
+"""`compact`: rewrite the small files of a table's partitions (bin-pack, sort or Z-order).
+
+With --partition the runtime already holds that partition's lock. Without it every candidate partition
+(and every partition with an open plan) is processed under its own lock; a held one is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from contextlib import ExitStack
+
+from pyiceberg.table import Table
+
+from lifecycle import metrics
+from lifecycle.compaction.execute import JOB, Tally, record_resume, recover, run_group
+from lifecycle.compaction.planner import PartitionPlan, TablePlan, Thresholds, plan_partition, plan_table
+from lifecycle.compaction.scan import live_files
+from lifecycle.compaction.strategy import select_strategy, thresholds_for
+from lifecycle.errors import StopRequested
+from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
+from lifecycle.partitions import PartitionKey, parse_partition
+from lifecycle.state.locks import AdvisoryLock
+
+
+def _plan(table: Table, name: str, key: PartitionKey | None, thresholds: Thresholds) -> TablePlan:
+    started = time.monotonic()
+    strategy = select_strategy(table.properties, table.sort_order(), table.schema())
+    snapshot_id, parts = live_files(table, key)
+    plan = plan_table(name, snapshot_id, {p: f.infos() for p, f in parts.items()}, strategy, thresholds)
+    metrics.PLAN_DURATION.labels(JOB).observe(time.monotonic() - started)
+    return plan
+
+
+def describe(plan: TablePlan) -> list[str]:
+    lines = []
+    for p in plan.partitions:
+        d = p.to_dict()
+        lines.append(f"{p.partition}: {p.strategy.name}, {d['input_files']} input files ({d['input_bytes']} bytes)"
+                     f" -> {d['planned_outputs']} planned output files in {len(p.groups)} group(s)")
+    return lines or ["no partition needs compaction"]
+
+
+def _partition(ctx: JobContext, req: JobRequest, table: Table, partition: str, thresholds: Thresholds,
+               tally: Tally, lock: AdvisoryLock | None) -> None:
+    resume = recover(ctx, table, req.table, partition, tally)
+    table.refresh()
+    started = time.monotonic()
+    strategy = select_strategy(table.properties, table.sort_order(), table.schema())
+    key = parse_partition(partition, table.spec(), table.schema())
+    snapshot_id, parts = live_files(table, key)
+    found = parts.get(partition)
+    plan: PartitionPlan | None = None
+    if found is not None and resume:  # continue exactly where a stopped run left off
+        infos = [f for f in found.infos() if f.path in resume]
+        plan = plan_partition(partition, infos, strategy, dataclasses.replace(thresholds, min_small_files=2))
+    elif found is not None:
+        plan = plan_partition(partition, found.infos(), strategy, thresholds)
+    metrics.PLAN_DURATION.labels(JOB).observe(time.monotonic() - started)
+    if plan is None:
+        return
+    tally.add("partitions")
+    for i, group in enumerate(plan.groups):
+        try:
+            ctx.checkpoint(JOB)
+        except StopRequested:
+            record_resume(ctx, req.table, partition, list(plan.groups[i:]), snapshot_id, req.run_id)
+            raise
+        if lock is not None:
+            lock.ensure_alive()
+        ctx.progress(f"compact {req.table} [{partition}]: group {i + 1}/{len(plan.groups)}:"
+                     f" {len(group.inputs)} files -> {group.output_count}")
+        run_group(ctx, table, req.table, partition, strategy, group, snapshot_id, req.run_id, tally)
+
+
+def run(ctx: JobContext, req: JobRequest) -> JobResult:
+    table = ctx.catalog.load_table(req.table)
+    strategy = select_strategy(table.properties, table.sort_order(), table.schema())
+    thresholds = thresholds_for(ctx.table_settings(req.table), table.properties, strategy)
+    key = parse_partition(req.partition, table.spec(), table.schema()) if req.partition else None
+    if req.dry_run:
+        plan = _plan(table, req.table, key, thresholds)
+        counts: dict[str, int | float] = {"partitions": len(plan.partitions),
+                  "input_files": sum(len(g.inputs) for p in plan.partitions for g in p.groups),
+                  "planned_outputs": sum(g.output_count for p in plan.partitions for g in p.groups)}
+        return JobResult(JOB, req.table, req.partition, DRY_RUN, counts, plan=plan.to_dict(), detail=describe(plan))
+    tally = Tally()
+    try:
+        if key is not None:
+            _partition(ctx, req, table, key.text, thresholds, tally, None)
+        else:
+            candidates = {p.partition for p in _plan(table, req.table, None, thresholds).partitions}
+            candidates |= {p.partition for p in ctx.store.open_plans(JOB, req.table)}
+            for partition in sorted(candidates):
+                ctx.checkpoint(JOB)
+                with ExitStack() as stack:
+                    lock = stack.enter_context(AdvisoryLock(ctx.db_url, JOB, req.table, partition))
+                    if not lock.acquired:
+                        tally.add("partitions_locked")
+                        continue
+                    _partition(ctx, req, table, partition, thresholds, tally, lock)
+    except StopRequested as stop:
+        done = tally.counts.get("groups_committed", 0)
+        raise StopRequested(f"{stop}; {done} group(s) committed, the next run continues") from stop
+    status = DONE if any(tally.counts.get(k) for k in ("groups_committed", "groups_abandoned",
+                                                        "recovered_committed", "recovered_removed")) else NOTHING_TO_DO
+    return JobResult(JOB, req.table, req.partition, status, {k: v for k, v in tally.counts.items()})

@@ -1,0 +1,162 @@
+"""The compaction planner: a pure function from a partition's file list to an immutable plan.
+
+A partition is a candidate when it holds at least `min_small_files` data files smaller than
+`small_file_bytes`; files at or above that size are left alone. Small files are packed, in a stable order,
+into file groups of at most `max_group_bytes` (a lone trailing file joins the group before it); each
+group's output count is ceil(group bytes / target).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+BINPACK = "binpack"
+SORT = "sort"
+ZORDER = "zorder"
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str
+    size: int
+    records: int
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str                                   # binpack | sort | zorder
+    columns: tuple[str, ...] = ()               # z-order columns, or sort columns
+    directions: tuple[str, ...] = ()            # sort: "asc"/"desc" per column
+    nulls: tuple[str, ...] = ()                 # sort: "first"/"last" per column
+    sort_order_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.columns:
+            out["columns"] = list(self.columns)
+        if self.name == SORT:
+            out.update(directions=list(self.directions), nulls=list(self.nulls), sort_order_id=self.sort_order_id)
+        return out
+
+    @staticmethod
+    def from_dict(raw: dict[str, Any]) -> Strategy:
+        return Strategy(raw["name"], tuple(raw.get("columns", ())), tuple(raw.get("directions", ())),
+                        tuple(raw.get("nulls", ())), raw.get("sort_order_id"))
+
+
+@dataclass(frozen=True)
+class FileGroup:
+    inputs: tuple[FileInfo, ...]
+    output_count: int
+
+    def paths(self) -> list[str]:
+        return [f.path for f in self.inputs]
+
+    @property
+    def input_bytes(self) -> int:
+        return sum(f.size for f in self.inputs)
+
+    @property
+    def records(self) -> int:
+        return sum(f.records for f in self.inputs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inputs": [[f.path, f.size, f.records] for f in self.inputs], "input_files": len(self.inputs),
+                "input_bytes": self.input_bytes, "records": self.records, "planned_outputs": self.output_count}
+
+    @staticmethod
+    def from_dict(raw: dict[str, Any]) -> FileGroup:
+        return FileGroup(tuple(FileInfo(p, int(s), int(r)) for p, s, r in raw["inputs"]), int(raw["planned_outputs"]))
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    partition: str
+    strategy: Strategy
+    groups: tuple[FileGroup, ...]
+    small_files: int
+    total_files: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition, "strategy": self.strategy.to_dict(), "small_files": self.small_files,
+            "total_files": self.total_files, "input_files": sum(len(g.inputs) for g in self.groups),
+            "input_bytes": sum(g.input_bytes for g in self.groups),
+            "planned_outputs": sum(g.output_count for g in self.groups),
+            "groups": [{k: v for k, v in g.to_dict().items() if k != "inputs"} for g in self.groups],
+        }
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    small_file_bytes: int
+    min_small_files: int
+    target_file_bytes: int
+    max_group_bytes: int
+
+    def __post_init__(self) -> None:
+        if self.target_file_bytes <= 0 or self.max_group_bytes <= 0:
+            raise ValueError("target_file_bytes and max_group_bytes must be positive")
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    table: str
+    snapshot_id: int | None
+    partitions: tuple[PartitionPlan, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "snapshot_id": self.snapshot_id,
+                "partitions": [p.to_dict() for p in self.partitions]}
+
+
+def output_count(group_bytes: int, records: int, target_file_bytes: int) -> int:
+    """ceil(bytes / target), never more files than rows and never fewer than one."""
+    return max(1, min(math.ceil(group_bytes / target_file_bytes), max(records, 1)))
+
+
+def _pack(files: Sequence[FileInfo], limit: int) -> list[list[FileInfo]]:
+    groups: list[list[FileInfo]] = []
+    current: list[FileInfo] = []
+    size = 0
+    for f in files:
+        if current and size + f.size > limit:
+            groups.append(current)
+            current, size = [], 0
+        current.append(f)
+        size += f.size
+    if len(current) == 1 and groups:
+        groups[-1].append(current[0])  # a lone trailing file joins the previous group (bound + one small file)
+    elif current:
+        groups.append(current)
+    return groups
+
+
+def plan_partition(
+    partition: str, files: Sequence[FileInfo], strategy: Strategy, thresholds: Thresholds
+) -> PartitionPlan | None:
+    """The plan for one partition, or None when it is not a candidate."""
+    small = sorted((f for f in files if f.size < thresholds.small_file_bytes), key=lambda f: (f.path, f.size))
+    if len(small) < max(thresholds.min_small_files, 2):
+        return None
+    groups = []
+    for chunk in _pack(small, thresholds.max_group_bytes):
+        if len(chunk) < 2:
+            continue  # rewriting one file into one file gains nothing
+        total = sum(f.size for f in chunk)
+        groups.append(FileGroup(tuple(chunk), output_count(total, sum(f.records for f in chunk),
+                                                           thresholds.target_file_bytes)))
+    if not groups:
+        return None
+    return PartitionPlan(partition, strategy, tuple(groups), len(small), len(files))
+
+
+def plan_table(
+    table: str, snapshot_id: int | None, partitions: dict[str, Sequence[FileInfo]], strategy: Strategy,
+    thresholds: Thresholds,
+) -> TablePlan:
+    plans = [plan_partition(p, partitions[p], strategy, thresholds) for p in sorted(partitions)]
+    return TablePlan(table, snapshot_id, tuple(p for p in plans if p is not None))
