@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyiceberg.exceptions import ValidationException
+
 
 class LifecycleError(Exception):
     """Base of every error this package raises on purpose."""
@@ -65,10 +67,15 @@ class UnsafeDeleteError(LifecycleError):
     """A delete would touch a path outside the table location or with a mismatched scheme."""
 
 
-class LineageValidationError(LifecycleError):
+class GcDisabledError(UnsafeDeleteError):
+    """The table sets `gc.enabled=false`: no job may delete its files (exit 1, nothing changed)."""
+
+
+class LineageValidationError(LifecycleError, ValidationException):  # type: ignore[misc]
     """A snapshot summary lacks required lineage fields; the commit is refused before the CAS.
 
-    Subclassed by `lifecycle.lineage` as a PyIceberg ValidationException so PyIceberg never retries it.
+    Also a PyIceberg `ValidationException`: PyIceberg never retries it (a `CommitFailedException` would be
+    retried) and, on it, deletes the manifests and manifest list the refused commit wrote.
     """
 
     def __init__(self, table: str, missing: list[str], operation: str | None) -> None:

@@ -1,0 +1,1 @@
+"""`rewrite-manifests`: consolidate the current snapshot's data manifests into few, partition-clustered ones."""
