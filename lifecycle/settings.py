@@ -61,6 +61,13 @@ class ColdTierSettings:
 
 
 @dataclass(frozen=True)
+class OrphanSettings:
+    # URI schemes treated as the same store when comparing listed files with the live set (e.g.
+    # ["s3", "s3a", "s3n"]); empty: a scheme mismatch is an error (the safe default).
+    equivalent_schemes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TableSettings:
     small_file_bytes: int = 33_554_432
     min_small_files: int = 50
@@ -82,6 +89,7 @@ class Settings:
     bandwidth: BandwidthSettings = field(default_factory=BandwidthSettings)
     windows: WindowSettings = field(default_factory=WindowSettings)
     cold_tier: ColdTierSettings = field(default_factory=ColdTierSettings)
+    orphans: OrphanSettings = field(default_factory=OrphanSettings)
     defaults: TableSettings = field(default_factory=TableSettings)
     tables: dict[str, TableSettings] = field(default_factory=dict)
     source: str = "embedded default"
@@ -112,6 +120,7 @@ _SECTIONS: dict[str, type] = {
     "bandwidth": BandwidthSettings,
     "windows": WindowSettings,
     "cold_tier": ColdTierSettings,
+    "orphans": OrphanSettings,
     "defaults": TableSettings,
 }
 
