@@ -1,0 +1,132 @@
+"""Fleet execution around `runtime.execute`: deterministic job runs, capped attempts, run heartbeats, and the
+compaction fan-out (which partitions need work). Called by the Celery tasks; never imports celery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections import Counter
+from typing import Any
+
+from lifecycle import log, metrics
+from lifecycle.errors import StaleStateError
+from lifecycle.jobs.base import LOCKED, NOTHING_TO_DO, JobContext, JobRequest, JobResult
+from lifecycle.partitions import format_partition
+from lifecycle.settings import TableSettings
+from lifecycle.state.locks import AdvisoryLock, lock_kind
+from lifecycle.state.runs import DONE, FAILED, RUNNING, RunStore, run_id_for
+
+_log = log.get("lifecycle.fleet")
+
+ALREADY_FINISHED = "already-finished"   # a redelivery of a run that already ended: acknowledged, nothing done
+ATTEMPTS_EXHAUSTED = "attempts-exhausted"
+
+
+def heartbeat_seconds() -> float:
+    return float(os.environ.get("LIFECYCLE_RUN_HEARTBEAT_SECONDS", "15"))
+
+
+def message_run_id(job: str, table: str, partition: str | None, message_id: str) -> str:
+    """One run per message: a redelivery of the same message names the same run."""
+    return run_id_for(job, table, partition or "", message_id)
+
+
+def small_files_by_partition(table: Any, small_file_bytes: int) -> dict[str, int]:
+    """Live data files smaller than `small_file_bytes`, counted per partition (text form)."""
+    small: Counter[str] = Counter()
+    if table.current_snapshot() is None:
+        return {}
+    schema = table.schema()
+    specs = table.specs()
+    for task in table.scan().plan_files():
+        f = task.file
+        if f.file_size_in_bytes < small_file_bytes:
+            small[format_partition(specs[f.spec_id], schema, f.partition)] += 1
+    return dict(small)
+
+
+def candidate_partitions(table: Any, table_name: str, ts: TableSettings) -> list[str]:
+    """The partitions compaction would work on: its own planner when present (table-property thresholds
+    included), else those with at least `min_small_files` files smaller than `small_file_bytes`."""
+    try:
+        from lifecycle.compaction.planner import plan_table
+        from lifecycle.compaction.scan import live_files
+        from lifecycle.compaction.strategy import select_strategy, thresholds_for
+    except ImportError:
+        counts = small_files_by_partition(table, ts.small_file_bytes)
+        return sorted(p for p, n in counts.items() if n >= ts.min_small_files)
+    strategy = select_strategy(table.properties, table.sort_order(), table.schema())
+    snapshot_id, parts = live_files(table)
+    plan = plan_table(table_name, snapshot_id, {p: f.infos() for p, f in parts.items()}, strategy,
+                      thresholds_for(ts, table.properties, strategy))
+    return sorted(p.partition for p in plan.partitions)
+
+
+class _Heartbeat:
+    """Keeps the run's heartbeat fresh while the job runs, so the reaper can tell a dead run from a slow one."""
+
+    def __init__(self, runs: RunStore, run_id: str, every: float) -> None:
+        self._runs, self._run_id, self._every = runs, run_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"run-heartbeat-{run_id}", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self._runs.heartbeat(self._run_id)
+            except Exception as exc:  # a missed heartbeat is not fatal; the lock decides
+                _log.event("run.heartbeat_failed", run_id=self._run_id, error=str(exc))
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _exhaust(ctx: JobContext, runs: RunStore, req: JobRequest, run_id: str, attempts: int) -> JobResult:
+    """Too many attempts: end the run failed (under its lock, so a live holder is never overruled)."""
+    kind = lock_kind(req.job)
+    partition = (req.partition or "") if kind == req.job else ""
+    with AdvisoryLock(ctx.db_url, kind, req.table, partition) as lock:
+        if not lock.acquired:
+            metrics.LOCK_CONTENTION.labels(req.job).inc()
+            return JobResult(req.job, req.table, req.partition, LOCKED)
+        run = runs.get(run_id)
+        if run is None or run.state != RUNNING:
+            return JobResult(req.job, req.table, req.partition, ALREADY_FINISHED)
+        runs.finish(run_id, FAILED, error=f"gave up after {attempts} attempts (the run kept dying)")
+    metrics.JOB_FAILED_FINAL.labels(req.job).inc()
+    metrics.JOB_RUNS.labels(req.job, req.table, FAILED).inc()
+    _log.event("run.attempts_exhausted", run_id=run_id, job=req.job, table=req.table, partition=req.partition)
+    return JobResult(req.job, req.table, req.partition, ATTEMPTS_EXHAUSTED, detail=[f"{attempts} attempts"])
+
+
+def run_fleet_job(ctx: JobContext, req: JobRequest) -> JobResult:
+    """Execute one message's job run: skip a finished run, cap attempts, heartbeat while running."""
+    from lifecycle.runtime import execute
+
+    assert req.run_id, "fleet runs carry a deterministic run id"
+    runs = RunStore(ctx.store)
+    run = runs.get(req.run_id)
+    if run is not None and run.state in (DONE, FAILED):
+        _log.event("run.duplicate", run_id=req.run_id, state=run.state)
+        return JobResult(req.job, req.table, req.partition, ALREADY_FINISHED)
+    if run is not None and run.state == RUNNING and run.attempts >= run.max_attempts:
+        return _exhaust(ctx, runs, req, req.run_id, run.attempts)
+    job_ctx = dataclasses.replace(ctx, manual=req.manual, lock=None)
+    if not req.manual and not job_ctx.window_open(req.job):  # scheduled: the window is checked at start
+        return JobResult(req.job, req.table, req.partition, NOTHING_TO_DO,
+                         detail=[f"outside its window at {ctx.clock.now():%H:%M} UTC; the next tick continues"])
+    try:
+        with _Heartbeat(runs, req.run_id, heartbeat_seconds()):
+            return execute(job_ctx, req)
+    except StaleStateError:
+        after = runs.get(req.run_id)
+        if after is not None and after.state in (DONE, FAILED):  # a duplicate finished it meanwhile
+            return JobResult(req.job, req.table, req.partition, ALREADY_FINISHED)
+        raise

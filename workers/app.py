@@ -1,0 +1,27 @@
+"""The Celery app of the fleet: `celery -A workers.app worker -Q compaction`, `... beat`, `... flower`.
+
+Configuration comes from the lifecycle settings (`LIFECYCLE_CONFIG`, env overrides); see workers/config.py.
+This module must not import prometheus_client (signals set PROMETHEUS_MULTIPROC_DIR before it is imported).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from celery import Celery
+
+from lifecycle.settings import load
+from workers.config import celery_config
+from workers.metrics_dir import prepare_multiproc_dir
+
+if "worker" in sys.argv[1:]:  # `celery -A workers.app worker`: before prometheus_client is first imported
+    prepare_multiproc_dir()
+
+settings = load()
+app = Celery("lifecycle", include=["workers.tasks"])
+app.conf.update(celery_config(settings))
+
+from workers import redbeat_codec, signals  # noqa: E402,F401  (connect the signal handlers; extend redbeat)
+
+if "beat" in sys.argv[1:]:  # `celery -A workers.app beat`: the schedule before the scheduler reads it
+    signals.install_beat_schedule(app, settings)

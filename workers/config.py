@@ -1,0 +1,140 @@
+"""Celery configuration built from the lifecycle settings: broker, queues, routes, acks and time limits.
+
+Queues (a contract the deployment relies on): `compaction`, `expiration` (expire + purge), `orphans`,
+`metadata` (rewrite-manifests + compact-schema-history), `control` (planning/fan-out, reaper).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lifecycle.errors import ConfigError
+from lifecycle.settings import Settings
+
+QUEUES = ("compaction", "expiration", "orphans", "metadata", "control")
+
+# Task name of each job (readable in Flower) and its queue.
+JOB_TASKS = {
+    "compact": "lifecycle.compact",
+    "expire": "lifecycle.expire",
+    "purge": "lifecycle.purge",
+    "clean-orphans": "lifecycle.clean-orphans",
+    "rewrite-manifests": "lifecycle.rewrite-manifests",
+    "compact-schema-history": "lifecycle.compact-schema-history",
+}
+JOB_QUEUES = {
+    "compact": "compaction",
+    "expire": "expiration",
+    "purge": "expiration",
+    "clean-orphans": "orphans",
+    "rewrite-manifests": "metadata",
+    "compact-schema-history": "metadata",
+}
+PLAN_COMPACTION_TASK = "lifecycle.plan-compaction"
+REAP_TASK = "lifecycle.reap"
+
+# The broker redelivers an unacked message after the visibility timeout, so every task must finish
+# (hard time limit) well before it: a late-acked task running past it would run twice.
+DEFAULT_VISIBILITY_TIMEOUT = 6 * 3600
+
+
+def _float_env(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from None
+
+
+def time_limits(env: Mapping[str, str]) -> tuple[float, float, float]:
+    """(visibility timeout, soft limit, hard limit); limits default to 80 % / 90 % of the timeout."""
+    visibility = _float_env(env, "LIFECYCLE_VISIBILITY_TIMEOUT") or DEFAULT_VISIBILITY_TIMEOUT
+    hard = _float_env(env, "LIFECYCLE_TASK_TIME_LIMIT") or visibility * 0.9
+    soft = _float_env(env, "LIFECYCLE_TASK_SOFT_TIME_LIMIT") or min(visibility * 0.8, hard * 0.9)
+    if not soft < hard < visibility:
+        raise ConfigError(
+            f"task time limits must satisfy soft < hard < visibility timeout, got {soft} / {hard} / {visibility}"
+        )
+    return visibility, soft, hard
+
+
+def embedded_broker(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The embedded default: kombu's filesystem transport under the data folder (no server to install)."""
+    folder = settings.data_dir / "broker"
+    for sub in ("queue", "processed", "control"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return "filesystem://", {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
+        "store_processed": False,
+    }
+
+
+def is_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://", "redis+socket://"))
+
+
+def celery_config(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    env = os.environ if env is None else env
+    visibility, soft, hard = time_limits(env)
+    broker = settings.fleet.broker_url
+    embedded = not broker
+    if embedded:
+        broker, transport = embedded_broker(settings)
+    else:
+        transport = {"visibility_timeout": int(visibility)}
+        if is_redis(broker) and visibility < 600:  # short timeouts (tests): restore unacked messages promptly
+            transport.update({"unacked_restore_interval": 1, "unacked_restore_throttle": 1})
+    from kombu import Queue
+
+    conf: dict[str, Any] = {
+        "broker_url": broker,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "task_queues": [Queue(q, routing_key=q) for q in QUEUES],
+        "task_default_queue": "control",
+        "task_routes": {
+            **{name: {"queue": JOB_QUEUES[job]} for job, name in JOB_TASKS.items()},
+            PLAN_COMPACTION_TASK: {"queue": "control"},
+            REAP_TASK: {"queue": "control"},
+        },
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": soft,
+        "task_time_limit": hard,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_send_sent_event": not embedded,
+        "worker_send_task_events": not embedded,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "result_expires": None,  # no results, so no `celery.backend_cleanup` entry in beat
+        "timezone": "UTC",
+        "enable_utc": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_hijack_root_logger": False,
+        "beat_max_loop_interval": 60,
+        "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
+    }
+    if embedded:  # the filesystem transport has no broadcast; nothing to control remotely on one machine
+        conf.update({"worker_enable_remote_control": False})
+    redbeat_url = settings.fleet.redis_url or (broker if is_redis(broker) else "")
+    if redbeat_url:
+        conf.update({"redbeat_redis_url": redbeat_url, "redbeat_lock_timeout": 90,
+                     "redbeat_key_prefix": "lifecycle:redbeat:"})
+    return conf
+
+
+def settings_path_env(settings: Settings) -> dict[str, str]:
+    """Environment a subprocess needs to load the same settings (the config file, if any)."""
+    if settings.source and Path(settings.source).is_file():
+        return {"LIFECYCLE_CONFIG": str(Path(settings.source).resolve())}
+    return {}
