@@ -8,6 +8,7 @@ import dataclasses
 import os
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from lifecycle import log, metrics
@@ -48,20 +49,27 @@ def small_files_by_partition(table: Any, small_file_bytes: int) -> dict[str, int
 
 
 def candidate_partitions(table: Any, table_name: str, ts: TableSettings) -> list[str]:
-    """The partitions compaction would work on: its own planner when present (table-property thresholds
-    included), else those with at least `min_small_files` files smaller than `small_file_bytes`."""
+    """The partitions compaction would work on (see `fanout_plan`)."""
+    return fanout_plan(table, table_name, ts)[0]
+
+
+def fanout_plan(table: Any, table_name: str, ts: TableSettings) -> tuple[list[str], int]:
+    """(candidate partitions, small-file backlog) from ONE scan of the current snapshot: compaction's own
+    planner when present (table-property thresholds included), else partitions with at least
+    `min_small_files` files smaller than `small_file_bytes`."""
     try:
-        from lifecycle.compaction.planner import plan_table
+        from lifecycle.compaction.planner import FileInfo, plan_table
         from lifecycle.compaction.scan import live_files
         from lifecycle.compaction.strategy import select_strategy, thresholds_for
     except ImportError:
         counts = small_files_by_partition(table, ts.small_file_bytes)
-        return sorted(p for p, n in counts.items() if n >= ts.min_small_files)
+        return sorted(p for p, n in counts.items() if n >= ts.min_small_files), sum(counts.values())
     strategy = select_strategy(table.properties, table.sort_order(), table.schema())
     snapshot_id, parts = live_files(table)
-    plan = plan_table(table_name, snapshot_id, {p: f.infos() for p, f in parts.items()}, strategy,
-                      thresholds_for(ts, table.properties, strategy))
-    return sorted(p.partition for p in plan.partitions)
+    infos: dict[str, Sequence[FileInfo]] = {p: f.infos() for p, f in parts.items()}
+    backlog = sum(1 for files in infos.values() for f in files if f.size < ts.small_file_bytes)
+    plan = plan_table(table_name, snapshot_id, infos, strategy, thresholds_for(ts, table.properties, strategy))
+    return sorted(p.partition for p in plan.partitions), backlog
 
 
 class _Heartbeat:

@@ -111,7 +111,10 @@ def celery_config(settings: Settings, env: Mapping[str, str] | None = None) -> d
         "task_soft_time_limit": soft,
         "task_time_limit": hard,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "task_send_sent_event": not embedded,
+        # Flower shows every task from its receipt on (worker events); per-message "task-sent" events would
+        # double every publish and put the 10,000-partition fan-out over its 10 s budget (bench/fanout.py).
+        # Queued-but-unreceived work is visible as queue depth (`lifecycle-cli status`, KEDA, the dashboard).
+        "task_send_sent_event": False,
         "worker_send_task_events": not embedded,
         "task_ignore_result": True,
         "result_backend": None,

@@ -18,7 +18,7 @@ from lifecycle.bandwidth import process_limiter
 from lifecycle.bandwidth_redis import fleet_limiter
 from lifecycle.catalog import all_tables
 from lifecycle.clock import default_clock
-from lifecycle.fleet import candidate_partitions, message_run_id, run_fleet_job, small_files_by_partition
+from lifecycle.fleet import fanout_plan, message_run_id, run_fleet_job
 from lifecycle.jobs.base import STOPPED, JobContext, JobRequest
 from lifecycle.reaper import reap
 from lifecycle.settings import load
@@ -100,14 +100,15 @@ JOB_TASK_OBJECTS = {job: _job_task(job) for job in JOB_TASKS}
 
 
 def send_job(job: str, table: str, partition: str | None = None, manual: bool = True,
-             run_id: str | None = None, expires: float | None = None) -> str:
-    """Send one job message to its queue; returns the task id."""
+             run_id: str | None = None, expires: float | None = None, producer: Any = None) -> str:
+    """Send one job message to its queue; returns the task id. Pass a `producer` to reuse one connection
+    across many sends (the fan-out)."""
     kwargs: dict[str, Any] = {"table": table, "partition": partition, "manual": manual}
     if run_id:
         kwargs["run_id"] = run_id
     result = JOB_TASK_OBJECTS[job].apply_async(
         kwargs=kwargs, queue=JOB_QUEUES[job], expires=expires,
-        kwargsrepr=_describe(job, table, partition) + (" manual" if manual else ""),
+        kwargsrepr=_describe(job, table, partition) + (" manual" if manual else ""), producer=producer,
     )
     return str(result.id)
 
@@ -122,10 +123,11 @@ def _plan_compaction(self: Any, table: str, manual: bool = False, source: str | 
         return []
     ts = ctx.settings.for_table(table)
     tbl = ctx.catalog.load_table(table)
-    metrics.SMALL_FILE_BACKLOG.labels(table).set(sum(small_files_by_partition(tbl, ts.small_file_bytes).values()))
-    partitions = candidate_partitions(tbl, table, ts)
-    ids = [send_job("compact", table, p, manual=manual, expires=None if manual else PARTITION_TASK_EXPIRES)
-           for p in partitions]
+    partitions, backlog = fanout_plan(tbl, table, ts)
+    metrics.SMALL_FILE_BACKLOG.labels(table).set(backlog)
+    with app.producer_or_acquire() as producer:
+        ids = [send_job("compact", table, p, manual=manual, expires=None if manual else PARTITION_TASK_EXPIRES,
+                        producer=producer) for p in partitions]
     _log.event("plan.fanout", table=table, partitions=partitions, task_ids=ids)
     return ids
 

@@ -13,7 +13,9 @@ import click
 
 from lifecycle.catalog import all_tables, open_catalog
 from lifecycle.cli.common import JOB, cli, config_option, emit_json, settings_from
+from lifecycle.errors import ServiceUnavailableError
 from lifecycle.jobs.base import JobContext
+from lifecycle.log import mask
 
 
 @cli.command(help="Send JOB to the fleet for --table (or every configured table); print the task id(s).")
@@ -39,16 +41,22 @@ def enqueue(ctx: click.Context, job: str, table: str | None, partition: str | No
 
     if settings.source and Path(settings.source).is_file():  # workers.app loads the same settings
         os.environ["LIFECYCLE_CONFIG"] = str(Path(settings.source).resolve())
+    from kombu.exceptions import OperationalError
+
     from workers import tasks  # lazily: lifecycle/ never imports celery at module level
 
-    sent = []
+    sent: list[dict[str, str | None]] = []
     for identifier, part in requests:
-        if job == "compact" and part is None:
-            task_id = tasks.send_plan_compaction(identifier, manual=True)
-            kind = "plan"
-        else:
-            task_id = tasks.send_job(job, identifier, part, manual=True)
-            kind = "run"
+        try:
+            if job == "compact" and part is None:
+                task_id = tasks.send_plan_compaction(identifier, manual=True)
+                kind = "plan"
+            else:
+                task_id = tasks.send_job(job, identifier, part, manual=True)
+                kind = "run"
+        except (OperationalError, OSError) as exc:  # unreachable broker: one line, exit 2 (not a traceback)
+            raise ServiceUnavailableError(f"broker unreachable ({mask(str(exc)).splitlines()[0] if str(exc) else ''});"
+                                          f" {len(sent)} of {len(requests)} message(s) sent") from None
         sent.append({"job": job, "table": identifier, "partition": part, "task_id": task_id, "kind": kind})
     if as_json:
         emit_json({"job": job, "tasks": sent})

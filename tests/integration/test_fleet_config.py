@@ -18,8 +18,9 @@ def test_redis_fleet_config_has_the_safety_settings_and_limits_below_the_visibil
     assert conf["broker_transport_options"]["visibility_timeout"] == 3600
     assert conf["task_soft_time_limit"] < conf["task_time_limit"] < 3600
     for key in ("task_acks_late", "task_reject_on_worker_lost", "worker_cancel_long_running_tasks_on_connection_loss",
-                "task_send_sent_event", "worker_send_task_events", "task_ignore_result", "enable_utc"):
+                "worker_send_task_events", "task_ignore_result", "enable_utc"):
         assert conf[key] is True, key
+    assert conf["task_send_sent_event"] is False  # see workers/config.py: the fan-out budget
     assert conf["worker_prefetch_multiplier"] == 1
     assert conf["timezone"] == "UTC"
     assert [q.name for q in conf["task_queues"]] == list(QUEUES) == [
