@@ -153,3 +153,20 @@ def test_heartbeat_helper_creates_refreshes_and_removes_its_row(db_url: str, sto
         assert active_writers(conn, later, ttl_seconds=300) == []
     with psycopg.connect(db_url) as conn:
         assert all_writers(conn) == []
+
+
+def test_purge_backlog_gauge_reports_the_oldest_overdue_entry(store: StateStore, clock: ManualClock) -> None:
+    from prometheus_client import REGISTRY
+
+    from lifecycle.reaper import observe_purge_backlog
+
+    plan = store.create_plan("expire", "archive.pb", "", {}, None, entries={"purge": [
+        NewEntry("file:///w/old.avro", 1, eligible_at=clock.now() - timedelta(hours=3)),
+        NewEntry("file:///w/new.avro", 1, eligible_at=clock.now() + timedelta(hours=3)),
+    ]})
+    assert observe_purge_backlog(store) == {"archive.pb": 3 * 3600.0}
+    assert REGISTRY.get_sample_value("lifecycle_purge_journal_oldest_eligible_age_seconds",
+                                     {"table": "archive.pb"}) == 3 * 3600.0
+    old = store.entries(plan_id=plan.plan_id, kind="purge")[0]
+    store.transition_entries([old.entry_id], "pending", "deleted")
+    assert observe_purge_backlog(store) == {"archive.pb": 0.0}
