@@ -1,0 +1,149 @@
+"""The cold tier: S3 (server-side copy with a storage class) or a local folder (the embedded default).
+
+Objects keep their table-relative path under `<cold root>/<namespace>/<table>/`, so a file is found again
+from its source path alone. S3 → S3 copies are server-side (`copy_object`, or a managed multipart copy
+above 5 GB) and never pass through the worker; any other copy streams through it and is charged to the
+bandwidth limiter chunk by chunk, before each chunk is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from pyiceberg.io import FileIO
+
+from lifecycle.bandwidth import Limiter
+
+CHUNK = 8 * 1024 * 1024
+_COPY_OBJECT_MAX = 5 * 1024**3
+
+
+@dataclass(frozen=True)
+class Copied:
+    cold_uri: str
+    checksum: str        # ETag on S3, sha256 of a local copy
+    bytes: int
+    storage_class: str | None
+
+
+class ColdTier(Protocol):
+    def copy(self, io: FileIO, source: str, relative: str) -> Copied: ...
+
+    def holds(self, relative: str) -> bool: ...
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def s3_client(io_properties: dict[str, str]) -> Any:
+    """boto3 S3 client: AWS_ENDPOINT_URL_S3 wins, else the catalog's s3.endpoint; credentials from the
+    catalog's s3.* properties when set, else boto3's default chain."""
+    import boto3
+    from botocore.config import Config
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or io_properties.get("s3.endpoint")
+    kwargs: dict[str, Any] = {}
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    for prop, arg in (("s3.access-key-id", "aws_access_key_id"), ("s3.secret-access-key", "aws_secret_access_key"),
+                      ("s3.session-token", "aws_session_token"), ("s3.region", "region_name")):
+        if io_properties.get(prop):
+            kwargs[arg] = io_properties[prop]
+    virtual = io_properties.get("s3.force-virtual-addressing", "false").lower() == "true"
+    style = "virtual" if virtual else ("path" if endpoint else "auto")
+    make: Any = boto3.client
+    s3_options: Any = {"addressing_style": style}
+    return make("s3", config=Config(s3=s3_options), **kwargs)
+
+
+class S3ColdTier:
+    def __init__(self, uri: str, storage_class: str, limiter: Limiter, client: Any) -> None:
+        self.bucket, prefix = _split_s3(uri)
+        self.prefix = prefix.strip("/")
+        self.storage_class = storage_class
+        self.limiter = limiter
+        self.client = client
+
+    def _key(self, relative: str) -> str:
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def copy(self, io: FileIO, source: str, relative: str) -> Copied:
+        key = self._key(relative)
+        uri = f"s3://{self.bucket}/{key}"
+        if source.startswith(("s3://", "s3a://", "s3n://")):
+            src_bucket, src_key = _split_s3(source)
+            size = int(self.client.head_object(Bucket=src_bucket, Key=src_key)["ContentLength"])
+            if size < _COPY_OBJECT_MAX:
+                out = self.client.copy_object(CopySource={"Bucket": src_bucket, "Key": src_key}, Bucket=self.bucket,
+                                              Key=key, StorageClass=self.storage_class, MetadataDirective="COPY")
+                etag = str(out["CopyObjectResult"]["ETag"]).strip('"')
+            else:
+                self.client.copy({"Bucket": src_bucket, "Key": src_key}, self.bucket, key,
+                                 ExtraArgs={"StorageClass": self.storage_class})
+                etag = str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"]).strip('"')
+            return Copied(uri, etag, size, self.storage_class)
+        data = _read_charged(io, source, self.limiter)
+        out = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, StorageClass=self.storage_class)
+        return Copied(uri, str(out["ETag"]).strip('"'), len(data), self.storage_class)
+
+    def holds(self, relative: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(relative))
+            return True
+        except self.client.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+
+class LocalColdTier:
+    def __init__(self, root: str, limiter: Limiter) -> None:
+        self.root = Path(root.removeprefix("file://"))
+        self.limiter = limiter
+
+    def copy(self, io: FileIO, source: str, relative: str) -> Copied:
+        dest = self.root / relative
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".partial")
+        digest = hashlib.sha256()
+        size = 0
+        inp = io.new_input(source)
+        remaining = len(inp)
+        with inp.open() as src, open(tmp, "wb") as out:
+            while True:
+                self.limiter.acquire(min(CHUNK, max(remaining, 1)))
+                chunk = src.read(CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+                remaining -= len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+        return Copied(str(dest), f"sha256:{digest.hexdigest()}", size, None)
+
+    def holds(self, relative: str) -> bool:
+        return (self.root / relative).is_file()
+
+
+def _read_charged(io: FileIO, source: str, limiter: Limiter) -> bytes:
+    inp = io.new_input(source)
+    limiter.acquire(len(inp))
+    with inp.open() as f:
+        data: bytes = f.read()
+    return data
+
+
+def cold_tier(uri: str, storage_class: str, limiter: Limiter, io_properties: dict[str, str]) -> ColdTier:
+    if uri.startswith("s3://"):
+        return S3ColdTier(uri, storage_class, limiter, s3_client(io_properties))
+    return LocalColdTier(uri, limiter)
