@@ -18,6 +18,7 @@ from lifecycle.errors import StopRequested
 from lifecycle.identity import worker_id
 from lifecycle.jobs.base import LOCKED, STOPPED, JobContext, JobRequest, JobResult
 from lifecycle.jobs.registry import PARTITIONED_JOBS, check_job, runner
+from lifecycle.lineage import guard_catalog
 from lifecycle.partitions import parse_partition
 from lifecycle.settings import Settings
 from lifecycle.state.db import database_url
@@ -43,8 +44,11 @@ def build_context(
     clock = clock or default_clock()
     url = database_url(settings)
     store = StateStore(url, clock)
+    # The fleet's own commits pass the lineage gate too; staged files of a refused commit stay with the job's
+    # journal (which removes or reconciles them), so the gate does not delete them itself.
+    catalog = guard_catalog(open_catalog(settings), remove_refused_files=False)
     return JobContext(
-        settings=settings, catalog=open_catalog(settings), store=store, clock=clock,
+        settings=settings, catalog=catalog, store=store, clock=clock,
         limiter=limiter or process_limiter(settings), db_url=url, manual=manual,
     )
 
