@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import threading
-import zlib
 from collections.abc import Callable
 from typing import Any
 
-from lifecycle.manifest_lists import _header, _varint
+from lifecycle.manifest_lists import _header, _varint, data_blocks
 
 Skip = Callable[[bytes, int], int]
 _DELETED = 2
@@ -155,19 +154,11 @@ def read_live_entries(data: bytes) -> list[Entry] | None:
         reader = _readers[raw]
     if reader is None:
         return None
-    sync = data[pos:pos + 16]
-    pos += 16
+    blocks = data_blocks(data, pos, codec)
+    if blocks is None:
+        return None
     out: list[Entry] = []
-    while pos < len(data):
-        count, pos = _varint(data, pos)
-        size, pos = _varint(data, pos)
-        block = data[pos:pos + size]
-        pos += size
-        if data[pos:pos + 16] != sync:
-            return None
-        pos += 16
-        if codec == b"deflate":
-            block = zlib.decompress(block, -15)
+    for count, block in blocks:
         p = 0
         for _ in range(count):
             entry, p = reader(block, p)

@@ -72,11 +72,23 @@ def read_entries(data: bytes, known: dict[bytes, Any], make: Make) -> list[Any] 
         return None
     if [f.get("name") for f in fields[:4]] != _FIELDS:
         return None
+    out: list[Any] = []
+    blocks = data_blocks(data, pos, codec)
+    if blocks is None:
+        return None
+    for count, block in blocks:
+        if count and not _block(block, count, known, make, out):
+            return None
+    return out
+
+
+def data_blocks(data: bytes, pos: int, codec: bytes) -> list[tuple[int, bytes]] | None:
+    """The (record count, decompressed bytes) of every data block after the header ending at `pos`; None
+    when a block's sync marker is wrong (the caller then falls back to a full reader)."""
     sync = data[pos:pos + 16]
     pos += 16
-    out: list[Any] = []
-    end = len(data)
-    while pos < end:
+    out: list[tuple[int, bytes]] = []
+    while pos < len(data):
         count, pos = _varint(data, pos)
         size, pos = _varint(data, pos)
         block = data[pos:pos + size]
@@ -84,10 +96,7 @@ def read_entries(data: bytes, known: dict[bytes, Any], make: Make) -> list[Any] 
         if data[pos:pos + 16] != sync:
             return None
         pos += 16
-        if codec == b"deflate":
-            block = zlib.decompress(block, -15)
-        if count and not _block(block, count, known, make, out):
-            return None
+        out.append((count, zlib.decompress(block, -15) if codec == b"deflate" else block))
     return out
 
 
