@@ -47,9 +47,15 @@ class FileRef:
 
 
 class ManifestCache:
-    """In-process cache of manifest-list and manifest contents, keyed by path (they are immutable)."""
+    """In-process cache of manifest-list and manifest contents, keyed by path (they are immutable).
 
-    def __init__(self) -> None:
+    `light=False` reads only with the reference decoders (pyiceberg-core, then PyIceberg): the checks made
+    right before a delete use it, so a bug in the light readers could slow planning down, never make a live
+    file look dead.
+    """
+
+    def __init__(self, light: bool = True) -> None:
+        self.light = light
         self._lists: dict[str, tuple[ManifestRef, ...]] = {}
         self._manifests: dict[str, tuple[FileRef, ...]] = {}
         self._interned: dict[bytes, ManifestRef] = {}
@@ -78,8 +84,10 @@ class ManifestCache:
         refs = self._load_list(path)
         if refs is None:
             data = _read_bytes(io, path)
-            with self._lock:
-                light = read_entries(data, self._interned, _make_ref)
+            light = None
+            if self.light:
+                with self._lock:
+                    light = read_entries(data, self._interned, _make_ref)
             refs = tuple(light) if light is not None else _read_manifest_list(io, path, data)
             self._store_list(path, refs)
             self.list_reads += 1
@@ -95,7 +103,7 @@ class ManifestCache:
             return hit
         files = self._load_manifest(ref.path)
         if files is None:
-            files = _read_manifest(io, ref)
+            files = _read_manifest(io, ref, self.light)
             self._store_manifest(ref.path, files)
             self.manifest_reads += 1
         with self._lock:
@@ -129,10 +137,10 @@ def _read_manifest_list(io: FileIO, path: str, data: bytes) -> tuple[ManifestRef
     )
 
 
-def _read_manifest(io: FileIO, ref: ManifestRef) -> tuple[FileRef, ...]:
+def _read_manifest(io: FileIO, ref: ManifestRef, use_light: bool = True) -> tuple[FileRef, ...]:
     """The light reader (schema compiled once per distinct schema); then pyiceberg-core; then PyIceberg."""
     data = _read_bytes(io, ref.path)
-    light = read_live_entries(data)
+    light = read_live_entries(data) if use_light else None
     if light is not None:
         return tuple(FileRef(path, content, size, count) for _status, content, path, count, size in light)
     if _rust_manifest is not None:
@@ -158,6 +166,12 @@ def _read_manifest(io: FileIO, ref: ManifestRef) -> tuple[FileRef, ...]:
 
 
 _default_cache = ManifestCache()
+_verification_cache = ManifestCache(light=False)
+
+
+def verification_cache() -> ManifestCache:
+    """The process's reference-decoder cache, for the reachability check right before files are deleted."""
+    return _verification_cache
 
 
 def default_cache() -> ManifestCache:

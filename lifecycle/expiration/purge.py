@@ -14,8 +14,7 @@ from lifecycle.errors import UnsafeDeleteError
 from lifecycle.expiration.coldtier import ColdTier, cold_tier
 from lifecycle.faults import crash_point
 from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
-from lifecycle.reachability import live_set
-from lifecycle.reachability_cache import cache_for
+from lifecycle.reachability import live_set, verification_cache
 from lifecycle.state.models import COPIED, DELETED, PENDING, SKIPPED, ColdObject, JournalEntry
 
 JOB = "purge"
@@ -47,7 +46,8 @@ def run_purge(ctx: JobContext, req: JobRequest) -> JobResult:
         ctx.checkpoint(JOB)
         batch = eligible[start:start + BATCH]
         table = table.refresh()   # re-verify against CURRENT metadata: a rollback may have revived a file
-        live = live_set(table.io, table.metadata, table.metadata_location, cache_for(ctx.settings.data_dir))
+        # reference decoders only: the check that decides a delete never rests on the light Avro readers
+        live = live_set(table.io, table.metadata, table.metadata_location, verification_cache())
         recorded = _recorded(ctx, req.table, [e.path for e in batch])
         for entry in batch:
             _purge_one(ctx, req.table, table.io, tier, entry, live, recorded, location, table_dir, counts)

@@ -39,7 +39,8 @@ def schemes_for(ctx: JobContext) -> Schemes:
 class LiveCache:
     """The live set of the last metadata file seen: recomputed only when the metadata location moves."""
 
-    cache: ManifestCache = field(default_factory=ManifestCache)
+    # reference decoders only: the orphan scan deletes what this set does not hold
+    cache: ManifestCache = field(default_factory=lambda: ManifestCache(light=False))
     metadata_location: str | None = None
     index: LiveIndex | None = None
 

@@ -86,3 +86,27 @@ def test_bad_input_exits_2_with_one_line(settings: Settings, tmp_path: Path) -> 
         assert len(lines) == 1 and message in lines[0], (args, out.stderr)
         assert "Traceback" not in out.stderr
         assert time.monotonic() - started < 60
+
+
+def test_pre_delete_checks_use_only_the_reference_decoders(catalog: Any, clock: ManualClock,
+                                                            monkeypatch: Any) -> None:
+    from lifecycle import reachability
+    from lifecycle.expiration import purge
+    from lifecycle.orphans.plan import LiveCache
+
+    archive = build_archive(catalog, ArchiveSpec(files_per_partition=3, file_bytes=(20_000, 30_000),
+                                                 history_snapshots=12), clock)
+    table = archive.table
+    light = reachability.live_set(table.io, table.metadata, table.metadata_location, reachability.ManifestCache())
+
+    def broken(*_: object, **__: object) -> None:
+        raise AssertionError("a light Avro reader was used for a pre-delete check")
+
+    monkeypatch.setattr(reachability, "read_entries", broken)
+    monkeypatch.setattr(reachability, "read_live_entries", broken)
+    assert purge.verification_cache().light is False
+    assert LiveCache().cache.light is False
+    reference = reachability.live_set(table.io, table.metadata, table.metadata_location,
+                                      reachability.ManifestCache(light=False))
+    assert reference == light
+    assert all(p in reference for paths in archive.data_files.values() for p in paths)
