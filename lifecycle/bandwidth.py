@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from lifecycle import metrics
 from lifecycle.settings import Settings
 
 
@@ -22,7 +23,30 @@ class Limiter(Protocol):
         ...
 
 
-class TokenBucket:
+class ReservingLimiter:
+    """`acquire` over a `_reserve(nbytes) -> seconds to wait`: sleeps off the debt and counts the wait."""
+
+    waited_seconds = 0.0
+
+    def __init__(self, sleep: Callable[[float], None]) -> None:
+        self._sleep = sleep
+        self.waited_seconds = 0.0
+
+    def _reserve(self, nbytes: int) -> float:
+        raise NotImplementedError
+
+    def acquire(self, nbytes: int) -> float:
+        if nbytes <= 0:
+            return 0.0
+        wait = self._reserve(nbytes)
+        if wait > 0:
+            self._sleep(wait)
+            self.waited_seconds += wait
+            metrics.BANDWIDTH_WAIT.inc(wait)
+        return wait
+
+
+class TokenBucket(ReservingLimiter):
     """A thread-safe token bucket in bytes. Burst defaults to one second of budget."""
 
     def __init__(
@@ -31,14 +55,13 @@ class TokenBucket:
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
+        super().__init__(sleep)
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else rate)
         self._monotonic = monotonic
-        self._sleep = sleep
         self._tokens = self.burst
         self._last = monotonic()
         self._lock = threading.Lock()
-        self.waited_seconds = 0.0
         self.charged_bytes = 0
 
     def _reserve(self, nbytes: int) -> float:
@@ -49,15 +72,6 @@ class TokenBucket:
             self._tokens -= nbytes  # may go negative: a debt the caller sleeps off
             self.charged_bytes += nbytes
             return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-
-    def acquire(self, nbytes: int) -> float:
-        if nbytes <= 0:
-            return 0.0
-        wait = self._reserve(nbytes)
-        if wait > 0:
-            self._sleep(wait)
-            self.waited_seconds += wait
-        return wait
 
 
 class Unlimited:

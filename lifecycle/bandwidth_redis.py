@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lifecycle import metrics
+from lifecycle.bandwidth import ReservingLimiter
 from lifecycle.settings import Settings
 
 # KEYS[1] bucket hash; ARGV: rate (bytes/s), burst (bytes), nbytes. Returns the wait in seconds (string).
@@ -44,37 +45,27 @@ return string.format('%.6f', debt_seconds)
 DEFAULT_KEY = "lifecycle:bandwidth"
 
 
-class RedisTokenBucket:
+class RedisTokenBucket(ReservingLimiter):
     """`Limiter` over a Redis token bucket shared by every process using the same key."""
 
     def __init__(self, client: Any, rate: float, burst: float | None = None, key: str = DEFAULT_KEY,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
+        super().__init__(sleep)
         self.client = client
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else rate)
         self.key = key
-        self._sleep = sleep
         self._script = client.register_script(ACQUIRE_LUA)
-        self.waited_seconds = 0.0
         self.charged_bytes = 0
 
-    def reserve(self, nbytes: int) -> float:
+    def _reserve(self, nbytes: int) -> float:
         """Charge nbytes now; return the seconds to wait before moving them (no sleeping)."""
         raw = self._script(keys=[self.key], args=[repr(self.rate), repr(self.burst), int(nbytes)])
         self.charged_bytes += nbytes
         return float(raw.decode() if isinstance(raw, bytes) else raw)
 
-    def acquire(self, nbytes: int) -> float:
-        if nbytes <= 0:
-            return 0.0
-        wait = self.reserve(nbytes)
-        if wait > 0:
-            self._sleep(wait)
-            self.waited_seconds += wait
-            metrics.BANDWIDTH_WAIT.inc(wait)
-        return wait
 
 
 def fleet_limiter(settings: Settings) -> RedisTokenBucket | None:

@@ -64,7 +64,3 @@ def default_clock() -> Clock:
 
 def to_millis(when: datetime) -> int:
     return int(when.timestamp() * 1000)
-
-
-def from_millis(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)

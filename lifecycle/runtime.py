@@ -14,7 +14,7 @@ from lifecycle import log, metrics
 from lifecycle.bandwidth import Limiter, process_limiter
 from lifecycle.catalog import open_catalog, qualify, resolve_table
 from lifecycle.clock import Clock, default_clock
-from lifecycle.errors import StopRequested
+from lifecycle.errors import BadInputError, StopRequested
 from lifecycle.identity import worker_id
 from lifecycle.jobs.base import LOCKED, STOPPED, JobContext, JobRequest, JobResult
 from lifecycle.jobs.registry import PARTITIONED_JOBS, check_job, runner
@@ -59,8 +59,6 @@ def validate_request(ctx: JobContext, job: str, table: str, partition: str | Non
     identifier, tbl = resolve_table(ctx.catalog, ctx.settings, qualify(ctx.settings, table))
     if partition is not None:
         if job not in PARTITIONED_JOBS:
-            from lifecycle.errors import BadInputError
-
             raise BadInputError(f"--partition: job {job!r} runs per table, not per partition")
         key = parse_partition(partition, tbl.spec(), tbl.schema())
         partition = key.text

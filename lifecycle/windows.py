@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime
 
 from lifecycle.errors import ConfigError
 
@@ -40,6 +40,3 @@ def parse_window(text: str, key: str) -> Window:
 def in_any(windows: tuple[Window, ...], when: datetime) -> bool:
     return any(w.contains(when) for w in windows)
 
-
-def utc_time(when: datetime) -> time:
-    return when.timetz()

@@ -37,16 +37,3 @@ def upgrade(conn: psycopg.Connection[Any]) -> list[str]:
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
             applied_now.append(name)
     return applied_now
-
-
-def current_version(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(
-        "SELECT coalesce(max(version), 0) FROM schema_migrations"
-        " WHERE to_regclass('schema_migrations') IS NOT NULL"
-    ).fetchone() if _has_table(conn) else (0,)
-    return int(row[0]) if row else 0
-
-
-def _has_table(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    return bool(row and row[0])
