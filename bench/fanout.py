@@ -83,7 +83,7 @@ def main() -> None:
     table = build_table(open_catalog(settings), args.partitions, args.files)
     build_s = time.perf_counter() - t0
     from lifecycle.fleet import candidate_partitions
-    from workers.tasks import _plan_compaction, send_job
+    from workers.tasks import FANOUT_BATCH, _plan_compaction, send_job
 
     ts = settings.for_table("archive.sda_observations")
     t0 = time.perf_counter()
@@ -92,7 +92,7 @@ def main() -> None:
     t0 = time.perf_counter()
     from workers.app import app
 
-    with app.producer_or_acquire() as producer:
+    with app.producer_or_acquire() as producer, producer.batch(max_size=FANOUT_BATCH):
         for p in parts:
             send_job("compact", "archive.sda_observations", p, manual=True, producer=producer)
     send_s = time.perf_counter() - t0

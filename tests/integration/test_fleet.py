@@ -3,6 +3,7 @@ subprocesses with a short visibility timeout, and the shared Redis bandwidth buc
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -213,6 +214,32 @@ def test_enqueue_compact_fans_out_per_partition_and_each_is_compacted_once(
         assert sample(text, name, table=TABLE) is not None, name
     assert sample(text, "lifecycle_job_runs_total", job="compact", table=TABLE, outcome="done") == 3
     assert "lifecycle_job_duration_seconds_bucket" in text
+
+
+def test_the_fan_out_sends_every_candidate_partition_exactly_once_across_several_pipelined_flushes(
+    make_fleet: Callable[..., Fleet], redis_db: redis.Redis,
+) -> None:
+    fleet = make_fleet()
+    # the planning task itself, in a process of its own (workers.app reads its config at import), with a
+    # batch of 2 so the 3 partitions' messages go out in two flushes
+    code = textwrap.dedent(f"""
+        import json
+        import workers.tasks as t
+        t.FANOUT_BATCH = 2
+        print(json.dumps(t._plan_compaction(None, {TABLE!r}, manual=True)))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=fleet.env(), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ids = json.loads(out.stdout.strip().splitlines()[-1])
+    messages = [json.loads(raw) for raw in redis_db.lrange("compaction", 0, -1)]
+    assert sorted(m["headers"]["id"] for m in messages) == sorted(ids) and len(set(ids)) == 3
+    partitions = []
+    for m in messages:
+        _args, kwargs, _embed = json.loads(base64.b64decode(m["body"]))
+        assert kwargs["table"] == TABLE and kwargs["manual"] is True
+        partitions.append(kwargs["partition"])
+    assert sorted(partitions) == sorted(fleet.archive.data_files)
 
 
 # ---- duplicate delivery, SIGKILL -------------------------------------------------------------------------
