@@ -4,7 +4,10 @@ and, when `deltalake` is importable (the `bench` extra), delta-rs optimize.compa
     .venv/bin/python bench/compaction.py --mb 200
 
 Generates one partition of small zstd files (sizes uniform in --file-mb), then runs every mode in its own
-child process so peak RSS is per mode. MB/s = input bytes / wall seconds of the rewrite.
+child process so peak RSS is per mode, --repeat times with the modes interleaved, and reports each mode's
+median. MB/s = input bytes / wall seconds of the rewrite. Ours writes up to $LIFECYCLE_COMPACTION_THREADS
+output files at once (default: the CPUs available, at most 4); delta-rs uses every CPU; the pyarrow copy is
+one sequential stream.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import json
 import math
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -44,13 +49,13 @@ def generate(work: Path, mb: float, lo_mb: float, hi_mb: float, delta: bool) -> 
     archive = build_archive(_catalog(work), spec)
     inputs = [t.file for t in archive.table.scan().plan_files()]
     manifest = {"work": str(work), "table": archive.identifier, "inputs": [f.file_path for f in inputs],
+                "sizes": [f.file_size_in_bytes for f in inputs], "records": [f.record_count for f in inputs],
                 "bytes": sum(f.file_size_in_bytes for f in inputs), "rows": sum(f.record_count for f in inputs)}
     if delta:
         from deltalake import write_deltalake
 
         for path in manifest["inputs"]:
             write_deltalake(str(work / "delta"), pq.read_table(path.removeprefix("file://")), mode="append")
-        shutil.copytree(work / "delta", work / "delta-z")
     return manifest
 
 
@@ -91,28 +96,29 @@ def child(mode: str, manifest_path: str, target: int) -> None:
         from pyiceberg.io.pyarrow import schema_to_pyarrow
 
         from lifecycle.bandwidth import Unlimited
-        from lifecycle.compaction.planner import SORT, Strategy
-        from lifecycle.compaction.rewrite import SplitWriter, rewrite_group, row_group_rows
+        from lifecycle.compaction.planner import SORT, FileInfo, Strategy
+        from lifecycle.compaction.rewrite import OutputOptions, compaction_threads, rewrite_group, row_group_rows
 
         table = _catalog(work).load_table(m["table"])
         outputs = max(1, math.ceil(m["bytes"] / target))
         strategy = {"binpack": Strategy("binpack"), "zorder": Strategy("zorder", ZCOLS),
                     "sort": Strategy(SORT, ZCOLS[::-1], ("asc", "asc"), ("last", "last"))}[mode]
-        paths = [f"file://{work}/out-{mode}/part-{i:04d}.parquet" for i in range(outputs)]
-        schema = schema_to_pyarrow(table.schema())
+        inputs = [FileInfo(p, s, r) for p, s, r in zip(m["inputs"], m["sizes"], m["records"], strict=True)]
+        options = OutputOptions(schema_to_pyarrow(table.schema()), row_group_rows(m["bytes"], m["rows"]))
+        paths = [f"file://{work}/out-{mode}-{uuid.uuid4().hex[:8]}/part-{i:04d}.parquet" for i in range(outputs)]
 
         def run() -> int:
-            writer = SplitWriter(table.io, paths, m["rows"], schema, Unlimited(),
-                                 row_group_rows(m["bytes"], m["rows"]))
-            rewrite_group(table.io, m["inputs"], m["rows"], strategy, schema, writer, Unlimited())
+            rewrite_group(table.io, inputs, paths, strategy, options, Unlimited(), threads=compaction_threads())
             return outputs
     elif mode == "pyarrow-copy":
         def run() -> int:
-            return _pyarrow_copy(m, target, work / "out-copy")
+            return _pyarrow_copy(m, target, work / f"out-copy-{uuid.uuid4().hex[:8]}")
     else:
         from deltalake import DeltaTable
 
-        dt = DeltaTable(str(work / ("delta" if mode == "delta-compact" else "delta-z")))
+        fresh = work / f"delta-run-{uuid.uuid4().hex[:8]}"   # optimize rewrites in place: a pristine copy per run
+        shutil.copytree(work / "delta", fresh)
+        dt = DeltaTable(str(fresh))
 
         def run() -> int:
             if mode == "delta-compact":
@@ -133,6 +139,7 @@ def main() -> None:
     ap.add_argument("--file-mb", type=float, nargs=2, default=(1, 10), metavar=("LO", "HI"))
     ap.add_argument("--target-mb", type=float, default=128)
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--repeat", type=int, default=3, help="runs of every mode; the median is reported")
     ap.add_argument("--workdir", default=None, help="keep the generated data here (default: a temp folder)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--manifest", default=None, help=argparse.SUPPRESS)
@@ -153,17 +160,25 @@ def main() -> None:
     (work / "manifest.json").write_text(json.dumps(manifest))
     print(f"generated {len(manifest['inputs'])} files, {manifest['bytes'] / 1e6:.1f} MB, {manifest['rows']} rows"
           f" in {time.monotonic() - t0:.0f}s; target {args.target_mb:g} MB")
-    print(f"{'mode':<14} {'seconds':>8} {'MB/s':>8} {'peak RSS MiB':>13} {'outputs':>8}")
-    results = {}
-    for mode in modes:
-        done = subprocess.run([sys.executable, __file__, "--child", mode, "--manifest", str(work / "manifest.json"),
-                               "--target-mb", str(args.target_mb)], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            print(f"{mode:<14} failed: {done.stderr.strip().splitlines()[-1:]}")
-            continue
-        r = json.loads(done.stdout.strip().splitlines()[-1])
-        results[mode] = r
-        print(f"{mode:<14} {r['seconds']:8.1f} {r['mb_per_s']:8.1f} {r['peak_rss_mib']:13.0f} {r['outputs']:8d}")
+    print(f"{'round':<6} {'mode':<14} {'seconds':>8} {'MB/s':>8} {'peak RSS MiB':>13} {'outputs':>8}")
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for round_ in range(1, args.repeat + 1):   # modes interleaved, so a noisy moment hits all of them alike
+        for mode in modes:
+            done = subprocess.run([sys.executable, __file__, "--child", mode, "--manifest",
+                                   str(work / "manifest.json"), "--target-mb", str(args.target_mb)],
+                                  capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                print(f"{round_:<6} {mode:<14} failed: {done.stderr.strip().splitlines()[-1:]}")
+                continue
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            runs.setdefault(mode, []).append(r)
+            print(f"{round_:<6} {mode:<14} {r['seconds']:8.1f} {r['mb_per_s']:8.1f} {r['peak_rss_mib']:13.0f}"
+                  f" {r['outputs']:8d}", flush=True)
+    results = {mode: {"mb_per_s": statistics.median(r["mb_per_s"] for r in rs),
+                      "peak_rss_mib": max(r["peak_rss_mib"] for r in rs)} for mode, rs in runs.items()}
+    print(f"median of {args.repeat} run(s):")
+    for mode, r in results.items():
+        print(f"  {mode:<14} {r['mb_per_s']:8.1f} MB/s   peak RSS {r['peak_rss_mib']:.0f} MiB")
     copy, dc, dz = (results.get(k, {}).get("mb_per_s") for k in ("pyarrow-copy", "delta-compact", "delta-zorder"))
     if "binpack" in results and copy:
         print(f"bin-pack / pyarrow copy: {results['binpack']['mb_per_s'] / copy:.2f}x")

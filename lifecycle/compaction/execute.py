@@ -18,7 +18,7 @@ from pyiceberg.table import Table
 from lifecycle import metrics
 from lifecycle.compaction.commit import commit_replace
 from lifecycle.compaction.planner import SORT, FileGroup, Strategy
-from lifecycle.compaction.rewrite import SplitWriter, rewrite_group, row_group_rows
+from lifecycle.compaction.rewrite import OutputOptions, compaction_threads, rewrite_group, row_group_rows
 from lifecycle.compaction.scan import live_files
 from lifecycle.datafiles import data_file_from_parquet
 from lifecycle.errors import CommitConflictError, CommitOutcomeUnknownError, UnsafeDeleteError
@@ -147,22 +147,23 @@ def run_group(ctx: JobContext, table: Table, table_name: str, partition: str, st
     ctx.store.transition_plan(plan_id, PLANNED, EXECUTING)
     ids = {e.path: e.entry_id for e in ctx.store.entries(plan_id=plan_id, kind=STAGE)}
 
+    done: list[int] = []
+
     def on_written(index: int, path: str, bytes_so_far: int) -> None:
         ctx.store.transition_entries([ids[path]], PENDING, WRITTEN)
-        ctx.progress(f"compact {table_name} [{partition}]: wrote {index + 1}/{len(paths)} files")
+        done.append(index)
+        ctx.progress(f"compact {table_name} [{partition}]: wrote {len(done)}/{len(paths)} files")
         crash_point("compact.after-stage")
 
-    arrow_schema = schema_to_pyarrow(table.schema())
     props = table.properties
     level = props.get("write.parquet.compression-level")
-    writer = SplitWriter(table.io, paths, group.records, arrow_schema, ctx.limiter,
-                         row_group_rows(group.input_bytes, group.records),
-                         compression=props.get("write.parquet.compression-codec", "zstd"),
-                         compression_level=int(level) if level else None, on_written=on_written)
-    rewrite_group(table.io, [f.path for f in group.inputs], group.records, strategy, arrow_schema, writer,
-                  ctx.limiter)
+    options = OutputOptions(schema_to_pyarrow(table.schema()), row_group_rows(group.input_bytes, group.records),
+                            compression=props.get("write.parquet.compression-codec", "zstd"),
+                            compression_level=int(level) if level else None)
+    bytes_out = rewrite_group(table.io, group.inputs, paths, strategy, options, ctx.limiter,
+                              threads=compaction_threads(), on_written=on_written)
     sort_order_id = strategy.sort_order_id if strategy.name == SORT else None
-    ctx.store.transition_plan(plan_id, EXECUTING, COMMITTING, {"bytes_out": writer.bytes_out})
+    ctx.store.transition_plan(plan_id, EXECUTING, COMMITTING, {"bytes_out": bytes_out})
     if ctx.lock is not None:
         ctx.lock.ensure_alive()
     ctx.progress(f"compact {table_name} [{partition}]: committing {len(group.inputs)} → {len(paths)} files")
@@ -189,10 +190,10 @@ def run_group(ctx: JobContext, table: Table, table_name: str, partition: str, st
         metrics.COMMIT_DURATION.labels(JOB).observe(time.monotonic() - started)
     crash_point("compact.after-commit")
     ctx.store.transition_plan(plan_id, COMMITTING, COMMITTED)
-    _finish(ctx, ctx.store.plan(plan_id) or plan, table_name, len(group.inputs), writer.bytes_out)
+    _finish(ctx, ctx.store.plan(plan_id) or plan, table_name, len(group.inputs), bytes_out)
     tally.add("groups_committed")
     tally.add("files_in", len(group.inputs))
     tally.add("files_out", len(paths))
     tally.add("bytes_in", group.input_bytes)
-    tally.add("bytes_out", writer.bytes_out)
+    tally.add("bytes_out", bytes_out)
     return True

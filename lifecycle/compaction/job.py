@@ -15,6 +15,7 @@ from pyiceberg.table import Table
 from lifecycle import metrics
 from lifecycle.compaction.execute import JOB, Tally, record_resume, recover, run_group
 from lifecycle.compaction.planner import PartitionPlan, TablePlan, Thresholds, plan_partition, plan_table
+from lifecycle.compaction.rewrite import compaction_threads
 from lifecycle.compaction.scan import live_files
 from lifecycle.compaction.strategy import select_strategy, thresholds_for
 from lifecycle.errors import StopRequested
@@ -74,6 +75,7 @@ def _partition(ctx: JobContext, req: JobRequest, table: Table, partition: str, t
 
 
 def run(ctx: JobContext, req: JobRequest) -> JobResult:
+    compaction_threads()  # a bad $LIFECYCLE_COMPACTION_THREADS fails here, before anything is planned
     table = ctx.catalog.load_table(req.table)
     strategy = select_strategy(table.properties, table.sort_order(), table.schema())
     thresholds = thresholds_for(ctx.table_settings(req.table), table.properties, strategy)

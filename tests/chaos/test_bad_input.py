@@ -89,3 +89,8 @@ def test_unreachable_database(world: dict[str, Any]) -> None:
 def test_unreachable_broker(world: dict[str, Any]) -> None:
     env = cli_env(world["config"], LIFECYCLE_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
     _assert_refused(world, ["enqueue", "expire", "--table", TABLE], env, "broker", max_seconds=30)
+
+
+def test_a_bad_compaction_thread_count(world: dict[str, Any]) -> None:
+    env = cli_env(world["config"], LIFECYCLE_COMPACTION_THREADS="-2")
+    _assert_refused(world, ["run", "compact", "--table", TABLE], env, "LIFECYCLE_COMPACTION_THREADS")

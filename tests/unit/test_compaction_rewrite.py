@@ -1,4 +1,4 @@
-"""Orderings (sort, Z-order) and the split writer, on local files only."""
+"""Orderings (sort, Z-order) and the rewriters, on local files only."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import pytest
 from pyiceberg.io.pyarrow import PyArrowFileIO
 
 from lifecycle.bandwidth import TokenBucket
-from lifecycle.compaction.planner import BINPACK, ZORDER, Strategy
-from lifecycle.compaction.rewrite import SplitWriter, rewrite_group
+from lifecycle.compaction.planner import BINPACK, SORT, ZORDER, FileInfo, Strategy
+from lifecycle.compaction.rewrite import OutputOptions, compaction_threads, read_rows, rewrite_group, split_bounds
 from lifecycle.compaction.zorder import interleave, scaled_ranks, sort_indices, zorder_indices
+from lifecycle.errors import ConfigError
 
 SCHEMA = pa.schema([("k", pa.int64()), ("s", pa.string())])
 
@@ -47,57 +48,88 @@ def test_zorder_clusters_both_columns() -> None:
         assert sum(spans) / len(spans) < 0.30
 
 
-def _inputs(tmp_path: Path, n_files: int, rows: int) -> list[str]:
+def _inputs(tmp_path: Path, n_files: int, rows: int) -> list[FileInfo]:
     rng = random.Random(1)
-    paths = []
+    infos = []
     for i in range(n_files):
         keys = [rng.randrange(1000) for _ in range(rows)]
         t = pa.table({"k": keys, "s": [f"v{rng.randrange(9)}" for _ in range(rows)]}, schema=SCHEMA)
         p = str(tmp_path / f"in-{i}.parquet")
         pq.write_table(t, p, row_group_size=max(1, rows // 3))
-        paths.append(p)
-    return paths
+        infos.append(FileInfo(p, Path(p).stat().st_size, rows))
+    return infos
 
 
-@pytest.mark.parametrize("k", [1, 3, 7])
-def test_split_writer_makes_exactly_k_files_with_every_row(tmp_path: Path, k: int) -> None:
+def _read_all(paths: list[str]) -> pa.Table:
+    return pa.concat_tables([pq.read_table(p) for p in paths])
+
+
+@pytest.mark.parametrize(("k", "threads"), [(1, 1), (3, 1), (7, 1), (3, 2), (7, 4)])
+def test_bin_pack_makes_exactly_k_files_with_every_row_in_input_order(tmp_path: Path, k: int, threads: int) -> None:
     io = PyArrowFileIO()
     inputs = _inputs(tmp_path, 5, 101)
     bucket = TokenBucket(10**12)
     outs = [str(tmp_path / f"out-{i}.parquet") for i in range(k)]
-    written: list[int] = []
-    writer = SplitWriter(io, outs, 505, SCHEMA, bucket, row_group_rows=64, on_written=lambda i, p, b: written.append(i))
-    rewrite_group(io, inputs, 505, Strategy(BINPACK), SCHEMA, writer, bucket)
-    assert written == list(range(k))
+    written: list[tuple[int, int]] = []
+    total = rewrite_group(io, inputs, outs, Strategy(BINPACK), OutputOptions(SCHEMA, row_group_rows=64), bucket,
+                          threads=threads, on_written=lambda i, p, b: written.append((i, b)))
+    assert sorted(i for i, _ in written) == list(range(k))            # each output reported once, when complete
+    assert [b for _, b in written] == sorted(b for _, b in written) and written[-1][1] == total
     counts = [pq.ParquetFile(p).metadata.num_rows for p in outs]
     assert sum(counts) == 505 and max(counts) - min(counts) <= 1
-    got = pa.concat_tables([pq.read_table(p) for p in outs])
-    want = pa.concat_tables([pq.read_table(p) for p in inputs])
-    assert got.equals(want)  # bin-pack keeps the input order
+    assert _read_all(outs).equals(_read_all([f.path for f in inputs]))   # bin-pack keeps the input order
     assert pq.ParquetFile(outs[0]).metadata.row_group(0).column(0).compression == "ZSTD"
-    in_bytes = sum(Path(p).stat().st_size for p in inputs)
-    assert bucket.charged_bytes >= writer.bytes_out + in_bytes * 0.5
-    assert writer.bytes_out == sum(Path(p).stat().st_size for p in outs)
+    in_bytes = sum(f.size for f in inputs)
+    assert bucket.charged_bytes >= total + in_bytes * 0.5
+    assert total == sum(Path(p).stat().st_size for p in outs)
 
 
-def test_zorder_rewrite_keeps_rows(tmp_path: Path) -> None:
+def test_bin_pack_output_reads_only_the_row_groups_in_its_range(tmp_path: Path) -> None:
+    io = PyArrowFileIO()
+    inputs = _inputs(tmp_path, 4, 90)           # 4 files x 3 row groups of 30 rows
+    bucket = TokenBucket(10**12)
+    rows = list(read_rows(io, inputs, 100, 200, SCHEMA, bucket))
+    assert sum(t.num_rows for t in rows) == 100
+    want = _read_all([f.path for f in inputs]).slice(100, 100)
+    assert pa.concat_tables(rows).equals(want)
+    # rows 100..199 lie in row groups 3..6 of 12: only those four are charged
+    rg = [pq.ParquetFile(f.path).metadata.row_group(i) for f in inputs for i in range(3)]
+    sizes = [sum(g.column(c).total_compressed_size for c in range(g.num_columns)) for g in rg]
+    assert bucket.charged_bytes == sum(sizes[3:7])
+
+
+@pytest.mark.parametrize(("strategy", "threads"), [(Strategy(ZORDER, ("k", "s")), 1), (Strategy(ZORDER, ("k", "s")), 3),
+                                                   (Strategy(SORT, ("s", "k"), ("desc", "asc"), ("last", "last")), 2)])
+def test_ordered_rewrites_keep_every_row(tmp_path: Path, strategy: Strategy, threads: int) -> None:
     io = PyArrowFileIO()
     inputs = _inputs(tmp_path, 3, 50)
     outs = [str(tmp_path / f"z-{i}.parquet") for i in range(4)]
     bucket = TokenBucket(10**12)
-    writer = SplitWriter(io, outs, 150, SCHEMA, bucket, row_group_rows=1000)
-    rewrite_group(io, inputs, 150, Strategy(ZORDER, ("k", "s")), SCHEMA, writer, bucket)
-    got = pa.concat_tables([pq.read_table(p) for p in outs]).sort_by([("k", "ascending"), ("s", "ascending")])
-    want = pa.concat_tables([pq.read_table(p) for p in inputs]).sort_by([("k", "ascending"), ("s", "ascending")])
-    assert got.equals(want)
+    rewrite_group(io, inputs, outs, strategy, OutputOptions(SCHEMA, row_group_rows=1000), bucket, threads=threads)
+    key = [("k", "ascending"), ("s", "ascending")]
+    assert _read_all(outs).sort_by(key).equals(_read_all([f.path for f in inputs]).sort_by(key))
+    if strategy.name == SORT:   # the outputs, in order, are one sorted sequence
+        rows = _read_all(outs).to_pylist()
+        assert rows == sorted(rows, key=lambda r: (tuple(-ord(c) for c in r["s"]), r["k"]))
 
 
-def test_split_writer_refuses_a_row_count_mismatch(tmp_path: Path) -> None:
+def test_a_row_count_that_disagrees_with_the_manifest_fails_the_group(tmp_path: Path) -> None:
     io = PyArrowFileIO()
     inputs = _inputs(tmp_path, 2, 10)
+    lying = [inputs[0], FileInfo(inputs[1].path, inputs[1].size, 15)]
     bucket = TokenBucket(10**12)
-    writer = SplitWriter(io, [str(tmp_path / "o.parquet")], 25, SCHEMA, bucket, row_group_rows=8)
-    with pytest.raises(ValueError, match="expected 25 rows"):
-        rewrite_group(io, inputs, 25, Strategy(BINPACK), SCHEMA, writer, bucket)
-    with pytest.raises(ValueError, match="cannot split"):
-        SplitWriter(io, ["a", "b", "c"], 2, SCHEMA, bucket, row_group_rows=8)
+    with pytest.raises(ValueError, match="holds 10 rows, its manifest entry says 15"):
+        rewrite_group(io, lying, [str(tmp_path / "o.parquet")], Strategy(BINPACK),
+                      OutputOptions(SCHEMA, row_group_rows=8), bucket)
+    with pytest.raises(ValueError, match="cannot split 2 rows into 3 files"):
+        split_bounds(2, 3)
+
+
+def test_compaction_threads_come_from_the_environment_or_the_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIFECYCLE_COMPACTION_THREADS", "3")
+    assert compaction_threads() == 3
+    monkeypatch.setenv("LIFECYCLE_COMPACTION_THREADS", "zero")
+    with pytest.raises(ConfigError, match="LIFECYCLE_COMPACTION_THREADS: expected a whole number"):
+        compaction_threads()
+    monkeypatch.delenv("LIFECYCLE_COMPACTION_THREADS")
+    assert 1 <= compaction_threads() <= 4
