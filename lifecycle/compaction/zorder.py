@@ -22,9 +22,10 @@ def sort_indices(table: pa.Table, columns: Sequence[str], directions: Sequence[s
     keys: list[tuple[str, str]] = []
     for i, (col, direction, null) in enumerate(zip(columns, directions, nulls, strict=True)):
         values = table.column(col)
-        arrays.append(pc.is_valid(values))  # False for null: ascending puts nulls first
-        names.append(f"n{i}")
-        keys.append((f"n{i}", "ascending" if null == "first" else "descending"))
+        if values.null_count:  # a null-placement key only where there are nulls to place
+            arrays.append(pc.is_valid(values))  # False for null: ascending puts nulls first
+            names.append(f"n{i}")
+            keys.append((f"n{i}", "ascending" if null == "first" else "descending"))
         arrays.append(values)
         names.append(f"v{i}")
         keys.append((f"v{i}", "descending" if direction == "desc" else "ascending"))
