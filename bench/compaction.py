@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import shutil
 import statistics
@@ -91,6 +92,7 @@ def _peak_rss_mib() -> float:
 def child(mode: str, manifest_path: str, target: int) -> None:
     m = json.loads(Path(manifest_path).read_text())
     work = Path(m["work"])
+    scratch = work / f"run-{mode}-{uuid.uuid4().hex[:8]}"   # this run's outputs, removed when timed
     run: Any
     if mode in ("binpack", "sort", "zorder"):
         from pyiceberg.io.pyarrow import schema_to_pyarrow
@@ -105,20 +107,20 @@ def child(mode: str, manifest_path: str, target: int) -> None:
                     "sort": Strategy(SORT, ZCOLS[::-1], ("asc", "asc"), ("last", "last"))}[mode]
         inputs = [FileInfo(p, s, r) for p, s, r in zip(m["inputs"], m["sizes"], m["records"], strict=True)]
         options = OutputOptions(schema_to_pyarrow(table.schema()), row_group_rows(m["bytes"], m["rows"]))
-        paths = [f"file://{work}/out-{mode}-{uuid.uuid4().hex[:8]}/part-{i:04d}.parquet" for i in range(outputs)]
+        paths = [f"file://{scratch}/part-{i:04d}.parquet" for i in range(outputs)]
 
         def run() -> int:
             rewrite_group(table.io, inputs, paths, strategy, options, Unlimited(), threads=compaction_threads())
             return outputs
     elif mode == "pyarrow-copy":
         def run() -> int:
-            return _pyarrow_copy(m, target, work / f"out-copy-{uuid.uuid4().hex[:8]}")
+            return _pyarrow_copy(m, target, scratch)
     else:
         from deltalake import DeltaTable
 
-        fresh = work / f"delta-run-{uuid.uuid4().hex[:8]}"   # optimize rewrites in place: a pristine copy per run
-        shutil.copytree(work / "delta", fresh)
-        dt = DeltaTable(str(fresh))
+        shutil.copytree(work / "delta", scratch)   # optimize rewrites in place: a pristine copy per run
+        os.sync()
+        dt = DeltaTable(str(scratch))
 
         def run() -> int:
             if mode == "delta-compact":
@@ -129,6 +131,7 @@ def child(mode: str, manifest_path: str, target: int) -> None:
     started = time.monotonic()
     outputs = run()
     seconds = time.monotonic() - started
+    shutil.rmtree(scratch, ignore_errors=True)
     print(json.dumps({"mode": mode, "seconds": seconds, "mb_per_s": m["bytes"] / 1e6 / seconds,
                       "peak_rss_mib": _peak_rss_mib(), "outputs": outputs}))
 
@@ -164,6 +167,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {}
     for round_ in range(1, args.repeat + 1):   # modes interleaved, so a noisy moment hits all of them alike
         for mode in modes:
+            os.sync()   # the previous run's written pages reach the disk before this run's clock starts
             done = subprocess.run([sys.executable, __file__, "--child", mode, "--manifest",
                                    str(work / "manifest.json"), "--target-mb", str(args.target_mb)],
                                   capture_output=True, text=True, check=False)
