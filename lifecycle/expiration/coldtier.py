@@ -89,9 +89,12 @@ class S3ColdTier:
                                  ExtraArgs={"StorageClass": self.storage_class})
                 etag = str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"]).strip('"')
             return Copied(uri, etag, size, self.storage_class)
-        data = _read_charged(io, source, self.limiter)
-        out = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, StorageClass=self.storage_class)
-        return Copied(uri, str(out["ETag"]).strip('"'), len(data), self.storage_class)
+        inp = io.new_input(source)
+        with inp.open() as src:   # streamed (multipart above 8 MiB), never held whole in memory
+            reader = _ChargedReader(src, len(inp), self.limiter)
+            self.client.upload_fileobj(reader, self.bucket, key, ExtraArgs={"StorageClass": self.storage_class})
+        etag = str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"]).strip('"')
+        return Copied(uri, etag, reader.read_bytes, self.storage_class)
 
     def holds(self, relative: str) -> bool:
         try:
@@ -135,12 +138,21 @@ class LocalColdTier:
         return (self.root / relative).is_file()
 
 
-def _read_charged(io: FileIO, source: str, limiter: Limiter) -> bytes:
-    inp = io.new_input(source)
-    limiter.acquire(len(inp))
-    with inp.open() as f:
-        data: bytes = f.read()
-    return data
+class _ChargedReader:
+    """A read-only file object that charges the limiter before each read (what remains, at most the ask)."""
+
+    def __init__(self, src: Any, size: int, limiter: Limiter) -> None:
+        self._src, self._remaining, self._limiter = src, size, limiter
+        self.read_bytes = 0
+
+    def read(self, n: int = -1) -> bytes:
+        ask = self._remaining if n is None or n < 0 else min(n, self._remaining)
+        if ask > 0:
+            self._limiter.acquire(ask)
+        data: bytes = self._src.read(n if n is not None and n >= 0 else -1)
+        self.read_bytes += len(data)
+        self._remaining = max(0, self._remaining - len(data))
+        return data
 
 
 def cold_tier(uri: str, storage_class: str, limiter: Limiter, io_properties: dict[str, str]) -> ColdTier:
