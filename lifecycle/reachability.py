@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,9 @@ class FileRef:
     record_count: int
 
 
+_process_caches: weakref.WeakSet[ManifestCache] = weakref.WeakSet()
+
+
 class ManifestCache:
     """In-process cache of manifest-list and manifest contents, keyed by path (they are immutable).
 
@@ -60,8 +64,11 @@ class ManifestCache:
         self._manifests: dict[str, tuple[FileRef, ...]] = {}
         self._interned: dict[bytes, ManifestRef] = {}
         self._lock = threading.Lock()
+        self._touched_lists: set[str] = set()
+        self._touched_manifests: set[str] = set()
         self.list_reads = 0
         self.manifest_reads = 0
+        _process_caches.add(self)
 
     # A persistent cache (lifecycle.reachability_cache) overrides these two pairs; the default keeps nothing.
     def _load_list(self, path: str) -> tuple[ManifestRef, ...] | None:
@@ -76,8 +83,27 @@ class ManifestCache:
     def _store_manifest(self, path: str, files: tuple[FileRef, ...]) -> None:
         return None
 
+    def _persist_touched(self, lists: set[str], manifests: set[str]) -> None:
+        return None
+
+    def trim(self) -> int:
+        """Forget in memory what no lookup has asked for since the previous trim; returns how many entries
+        went. Bounds a long-lived worker's memory by one run's working set (a persistent cache also records
+        the use, for its own age-based pruning)."""
+        with self._lock:
+            lists, manifests = self._touched_lists, self._touched_manifests
+            self._touched_lists, self._touched_manifests = set(), set()
+            before = len(self._lists) + len(self._manifests)
+            self._lists = {p: v for p, v in self._lists.items() if p in lists}
+            self._manifests = {p: v for p, v in self._manifests.items() if p in manifests}
+            self._interned.clear()   # only shares equal refs between lists; rebuilt by the next reads
+            dropped = before - len(self._lists) - len(self._manifests)
+        self._persist_touched(lists, manifests)
+        return dropped
+
     def manifest_list(self, io: FileIO, path: str) -> tuple[ManifestRef, ...]:
         with self._lock:
+            self._touched_lists.add(path)
             hit = self._lists.get(path)
         if hit is not None:
             return hit
@@ -98,6 +124,7 @@ class ManifestCache:
     def manifest(self, io: FileIO, ref: ManifestRef) -> tuple[FileRef, ...]:
         """Live (added or existing) entries of a manifest; deleted entries are not readable."""
         with self._lock:
+            self._touched_manifests.add(ref.path)
             hit = self._manifests.get(ref.path)
         if hit is not None:
             return hit
@@ -163,6 +190,11 @@ def _read_manifest(io: FileIO, ref: ManifestRef, use_light: bool = True) -> tupl
                 e.data_file.record_count)
         for e in mf.fetch_manifest_entry(io, discard_deleted=True)
     )
+
+
+def trim_process_caches() -> int:
+    """Trim every manifest cache this process holds (after each job run); returns the entries dropped."""
+    return sum(cache.trim() for cache in list(_process_caches))
 
 
 _default_cache = ManifestCache()

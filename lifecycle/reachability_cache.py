@@ -4,6 +4,11 @@ Manifest lists and manifests never change once written, so what was decoded once
 SQLite file (one per worker host, under the data folder; it is a cache: deleting it only costs one cold
 run). Lists are stored as arrays of row ids into a table of manifest references, so the N² repeated
 entries of an append-only history cost 8 bytes each; manifests as marshalled tuples.
+
+Every list and manifest row carries the day it was last used (recorded when a run reads or stores it, and
+for in-memory hits when the process trims its caches after a run). Once a day, rows unused for
+`MAX_AGE_DAYS` go: those of expired snapshots, which no run asks for again. Manifest references (one small
+row per manifest ever seen, shared by the lists) are kept: other processes hold their ids.
 """
 
 from __future__ import annotations
@@ -11,27 +16,42 @@ from __future__ import annotations
 import marshal
 import sqlite3
 import threading
+import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 
 from lifecycle.reachability import FileRef, ManifestCache, ManifestRef
 
+MAX_AGE_DAYS = 30
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest_refs (id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL,
     content INTEGER NOT NULL, length INTEGER NOT NULL, spec_id INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS lists (path TEXT PRIMARY KEY, ids BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS manifests (path TEXT PRIMARY KEY, files BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS lists (path TEXT PRIMARY KEY, ids BLOB NOT NULL, last_used INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS manifests (path TEXT PRIMARY KEY, files BLOB NOT NULL,
+    last_used INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+_TABLES = ("lists", "manifests")
+
+
+def _today() -> int:
+    return int(time.time() // 86_400)
 
 
 class PersistentManifestCache(ManifestCache):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, today: Callable[[], int] = _today) -> None:
         super().__init__()
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._today = today
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: may lose the last writes, never corrupts
         self._db.executescript(_SCHEMA)
+        for table in _TABLES:   # a cache file from before last_used: its rows count as used today
+            if "last_used" not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0")
+                self._db.execute(f"UPDATE {table} SET last_used = ?", (today(),))
         self._db_lock = threading.Lock()
         self._by_id: dict[int, ManifestRef] = {}
         self._ids: dict[str, int] = {}
@@ -62,13 +82,16 @@ class PersistentManifestCache(ManifestCache):
             ids.frombytes(row[0])
             if any(i not in self._by_id for i in ids):   # written by another process since we loaded
                 self._load_refs()
+                if any(i not in self._by_id for i in ids):   # never expected; a miss re-reads the list
+                    return None
             self.db_hits += 1
             return tuple(self._by_id[i] for i in ids)
 
     def _store_list(self, path: str, refs: tuple[ManifestRef, ...]) -> None:
         with self._db_lock:
             ids = self._ref_ids(refs)
-            self._db.execute("INSERT OR IGNORE INTO lists (path, ids) VALUES (?, ?)", (path, ids.tobytes()))
+            self._db.execute("INSERT OR REPLACE INTO lists (path, ids, last_used) VALUES (?, ?, ?)",
+                             (path, ids.tobytes(), self._today()))
 
     def _load_manifest(self, path: str) -> tuple[FileRef, ...] | None:
         with self._db_lock:
@@ -81,7 +104,26 @@ class PersistentManifestCache(ManifestCache):
     def _store_manifest(self, path: str, files: tuple[FileRef, ...]) -> None:
         blob = marshal.dumps([(f.path, f.content, f.size, f.record_count) for f in files])
         with self._db_lock:
-            self._db.execute("INSERT OR IGNORE INTO manifests (path, files) VALUES (?, ?)", (path, blob))
+            self._db.execute("INSERT OR REPLACE INTO manifests (path, files, last_used) VALUES (?, ?, ?)",
+                             (path, blob, self._today()))
+
+    def _persist_touched(self, lists: set[str], manifests: set[str]) -> None:
+        today = self._today()
+        with self._db_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table, paths in (("lists", lists), ("manifests", manifests)):
+                    self._db.executemany(f"UPDATE {table} SET last_used = ? WHERE path = ? AND last_used < ?",
+                                         ((today, p, today) for p in paths))
+                row = self._db.execute("SELECT value FROM meta WHERE key = 'pruned_day'").fetchone()
+                if row is None or row[0] < today:
+                    for table in _TABLES:
+                        self._db.execute(f"DELETE FROM {table} WHERE last_used < ?", (today - MAX_AGE_DAYS,))
+                    self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_day', ?)", (today,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
 
 _caches: dict[Path, PersistentManifestCache] = {}

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lifecycle import log, metrics
+from lifecycle import log, metrics, reachability
 from lifecycle.bandwidth import Limiter, process_limiter
 from lifecycle.catalog import open_catalog, qualify, resolve_table
 from lifecycle.clock import Clock, default_clock
@@ -65,6 +65,14 @@ def validate_request(ctx: JobContext, job: str, table: str, partition: str | Non
     return identifier, partition
 
 
+def _trim_caches() -> None:
+    """Bound a long-lived worker's manifest caches by one run's working set; never fails the run."""
+    try:
+        reachability.trim_process_caches()
+    except Exception as exc:  # a cache is only a cache
+        _log.warning("cache.trim_failed", error=str(exc))
+
+
 def execute(ctx: JobContext, request: JobRequest,
             on_locked: Callable[[], None] | None = None) -> JobResult:
     """Take the job's advisory lock, run it, record the run. A held lock → status `locked`."""
@@ -108,3 +116,4 @@ def execute(ctx: JobContext, request: JobRequest,
             ctx.lock = None
             metrics.JOB_RUNS.labels(request.job, request.table, outcome).inc()
             metrics.JOB_DURATION.labels(request.job).observe(time.monotonic() - started)
+            _trim_caches()

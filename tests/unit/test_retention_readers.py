@@ -137,3 +137,43 @@ def test_persistent_cache_serves_a_fresh_process_without_reading_and_gives_the_s
     assert second.list_reads == len(snaps) - 3                         # only what is new is read
     assert got.data_files == want.data_files and got.manifests == want.manifests
     assert got.manifest_lists == want.manifest_lists
+
+
+def test_caches_keep_one_runs_working_set_in_memory_and_prune_rows_unused_for_thirty_days(tmp_path: Path) -> None:
+    from lifecycle.reachability_cache import MAX_AGE_DAYS, PersistentManifestCache
+
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path / 'c.db'}", warehouse=f"file://{tmp_path / 'wh'}")
+    catalog.create_namespace("ns")
+    table = catalog.create_table("ns.t", Schema(NestedField(1, "id", LongType(), required=False)))
+    arrow = pa.schema([pa.field("id", pa.int64())])
+    for i in range(4):
+        table.append(pa.Table.from_pylist([{"id": i}], schema=arrow))
+    table = catalog.load_table("ns.t")
+    snaps = table.metadata.snapshots
+    day = [1000]
+    cache = PersistentManifestCache(tmp_path / "cache.sqlite", today=lambda: day[0])
+    reachability.reachable_from(table.io, table.metadata, snaps, cache)        # run 1: all four snapshots
+    assert cache.trim() == 0                                                   # everything was used
+    reachability.reachable_from(table.io, table.metadata, snaps[2:], cache)    # run 2: two were expired
+    assert cache.trim() == 2                                                   # their lists leave memory
+    assert set(cache._lists) == {s.manifest_list for s in snaps[2:]}
+
+    def rows(t: str) -> int:
+        return int(cache._db.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+
+    lists_before, manifests_before = rows("lists"), rows("manifests")
+    assert lists_before == 4
+    day[0] += MAX_AGE_DAYS                      # 30 days on, run 3 uses snapshots 2-3: nothing is old enough yet
+    reachability.reachable_from(table.io, table.metadata, snaps[2:], cache)
+    cache.trim()
+    assert rows("lists") == 4
+    day[0] += 1                                 # a day later the unused lists of snapshots 0-1 are pruned
+    reachability.reachable_from(table.io, table.metadata, snaps[2:], cache)
+    cache.trim()
+    assert rows("lists") == 2
+    assert rows("manifests") == manifests_before == 4   # fast appends: snapshot 3's list still names all four
+    fresh = PersistentManifestCache(tmp_path / "cache.sqlite", today=lambda: day[0])   # a new process
+    got = reachability.reachable_from(table.io, table.metadata, snaps, fresh)
+    assert fresh.list_reads == 2                # the pruned ones are read again, the rest come from the file
+    want = reachability.reachable_from(table.io, table.metadata, snaps, reachability.ManifestCache())
+    assert got.data_files == want.data_files and got.manifest_lists == want.manifest_lists
