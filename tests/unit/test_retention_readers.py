@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -114,17 +115,23 @@ def test_readers_agree_with_pyiceberg_on_a_real_table(tmp_path: Path) -> None:
     assert set(fast.data_files) | set(fast.delete_files) == slow_files
 
 
-def test_persistent_cache_serves_a_fresh_process_without_reading_and_gives_the_same_answer(tmp_path: Path) -> None:
-    from lifecycle.reachability_cache import PersistentManifestCache
-
+def _appended_table(tmp_path: Path, appends: int, delete_below: int | None = None) -> Any:
+    """A one-column table with one fast append per row (and optionally a delete), freshly loaded."""
     catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path / 'c.db'}", warehouse=f"file://{tmp_path / 'wh'}")
     catalog.create_namespace("ns")
     table = catalog.create_table("ns.t", Schema(NestedField(1, "id", LongType(), required=False)))
     arrow = pa.schema([pa.field("id", pa.int64())])
-    for i in range(5):
+    for i in range(appends):
         table.append(pa.Table.from_pylist([{"id": i}], schema=arrow))
-    table.delete("id < 2")
-    table = catalog.load_table("ns.t")
+    if delete_below is not None:
+        table.delete(f"id < {delete_below}")
+    return catalog.load_table("ns.t")
+
+
+def test_persistent_cache_serves_a_fresh_process_without_reading_and_gives_the_same_answer(tmp_path: Path) -> None:
+    from lifecycle.reachability_cache import PersistentManifestCache
+
+    table = _appended_table(tmp_path, 5, delete_below=2)
     snaps = table.metadata.snapshots
     want = reachability.reachable_from(table.io, table.metadata, snaps, reachability.ManifestCache())
 
@@ -142,13 +149,7 @@ def test_persistent_cache_serves_a_fresh_process_without_reading_and_gives_the_s
 def test_caches_keep_one_runs_working_set_in_memory_and_prune_rows_unused_for_thirty_days(tmp_path: Path) -> None:
     from lifecycle.reachability_cache import MAX_AGE_DAYS, PersistentManifestCache
 
-    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path / 'c.db'}", warehouse=f"file://{tmp_path / 'wh'}")
-    catalog.create_namespace("ns")
-    table = catalog.create_table("ns.t", Schema(NestedField(1, "id", LongType(), required=False)))
-    arrow = pa.schema([pa.field("id", pa.int64())])
-    for i in range(4):
-        table.append(pa.Table.from_pylist([{"id": i}], schema=arrow))
-    table = catalog.load_table("ns.t")
+    table = _appended_table(tmp_path, 4)
     snaps = table.metadata.snapshots
     day = [1000]
     cache = PersistentManifestCache(tmp_path / "cache.sqlite", today=lambda: day[0])
