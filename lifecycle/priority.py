@@ -38,7 +38,11 @@ def lower_priority(nice: int = 10, io_idle: bool = False) -> dict[str, object]:
 
 def from_environment() -> dict[str, object]:
     """Apply LIFECYCLE_NICE (default 10; 0 disables) and LIFECYCLE_IONICE_IDLE=1."""
-    value = int(os.environ.get("LIFECYCLE_NICE", "10"))
+    raw = os.environ.get("LIFECYCLE_NICE", "10")
+    try:
+        value = int(raw)
+    except ValueError:
+        return {"nice_error": f"LIFECYCLE_NICE: expected a whole number, got {raw!r}; priority left as it is"}
     if value <= 0:
         return {"nice": "disabled"}
     return lower_priority(value, io_idle=os.environ.get("LIFECYCLE_IONICE_IDLE") == "1")

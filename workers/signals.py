@@ -99,8 +99,12 @@ def _worker_shutting_down(**_: Any) -> None:
 
 
 def _child_init(**_: Any) -> None:
+    from lifecycle import priority
     from workers import tasks
 
+    # the children run the jobs: they yield CPU and IO to analysts' queries (LIFECYCLE_NICE, default 10);
+    # the main process keeps its priority, so broker heartbeats and /metrics stay responsive
+    _log.event("worker.priority", applied=priority.from_environment())
     watch_shutdown(shutdown_marker(), tasks.SHUTDOWN)
 
 

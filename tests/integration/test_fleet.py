@@ -452,3 +452,18 @@ def test_a_run_that_keeps_dying_ends_failed_and_a_scheduled_one_outside_its_wind
         result = run_fleet_job(dataclasses.replace(ctx, manual=False), scheduled)
         assert result.status == NOTHING_TO_DO and "outside its window at 12:00" in result.detail[0]
         assert runs.get(f"sched-{job}") is None
+
+
+def test_worker_children_run_jobs_at_lower_cpu_priority_and_the_main_process_does_not(
+    make_fleet: Callable[..., Fleet],
+) -> None:
+    fleet = make_fleet()
+    worker = fleet.start_worker(concurrency=2)
+    main_pid = worker.proc.pid
+
+    def niced_children() -> list[int] | None:   # each child lowers itself as it initialises
+        kids = [int(k) for k in Path(f"/proc/{main_pid}/task/{main_pid}/children").read_text().split()]
+        return kids if len(kids) >= 2 and all(os.getpriority(os.PRIO_PROCESS, k) == 10 for k in kids) else None
+
+    wait_for(niced_children, timeout=30, what="two pool children at nice 10\n" + worker.log_text())
+    assert os.getpriority(os.PRIO_PROCESS, main_pid) == 0
