@@ -7,14 +7,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from lifecycle import log, metrics
+from lifecycle.compaction.planner import FileInfo, plan_table
+from lifecycle.compaction.scan import live_files
+from lifecycle.compaction.strategy import select_strategy, thresholds_for
 from lifecycle.errors import StaleStateError
 from lifecycle.jobs.base import LOCKED, NOTHING_TO_DO, JobContext, JobRequest, JobResult
-from lifecycle.partitions import format_partition
 from lifecycle.settings import TableSettings
 from lifecycle.state.locks import AdvisoryLock, lock_kind
 from lifecycle.state.runs import DONE, FAILED, RUNNING, RunStore, run_id_for
@@ -34,36 +35,14 @@ def message_run_id(job: str, table: str, partition: str | None, message_id: str)
     return run_id_for(job, table, partition or "", message_id)
 
 
-def small_files_by_partition(table: Any, small_file_bytes: int) -> dict[str, int]:
-    """Live data files smaller than `small_file_bytes`, counted per partition (text form)."""
-    small: Counter[str] = Counter()
-    if table.current_snapshot() is None:
-        return {}
-    schema = table.schema()
-    specs = table.specs()
-    for task in table.scan().plan_files():
-        f = task.file
-        if f.file_size_in_bytes < small_file_bytes:
-            small[format_partition(specs[f.spec_id], schema, f.partition)] += 1
-    return dict(small)
-
-
 def candidate_partitions(table: Any, table_name: str, ts: TableSettings) -> list[str]:
     """The partitions compaction would work on (see `fanout_plan`)."""
     return fanout_plan(table, table_name, ts)[0]
 
 
 def fanout_plan(table: Any, table_name: str, ts: TableSettings) -> tuple[list[str], int]:
-    """(candidate partitions, small-file backlog) from ONE scan of the current snapshot: compaction's own
-    planner when present (table-property thresholds included), else partitions with at least
-    `min_small_files` files smaller than `small_file_bytes`."""
-    try:
-        from lifecycle.compaction.planner import FileInfo, plan_table
-        from lifecycle.compaction.scan import live_files
-        from lifecycle.compaction.strategy import select_strategy, thresholds_for
-    except ImportError:
-        counts = small_files_by_partition(table, ts.small_file_bytes)
-        return sorted(p for p, n in counts.items() if n >= ts.min_small_files), sum(counts.values())
+    """(candidate partitions, small-file backlog) from ONE scan of the current snapshot, by compaction's own
+    planner (table-property thresholds included)."""
     strategy = select_strategy(table.properties, table.sort_order(), table.schema())
     snapshot_id, parts = live_files(table)
     infos: dict[str, Sequence[FileInfo]] = {p: f.infos() for p, f in parts.items()}

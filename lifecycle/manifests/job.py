@@ -11,7 +11,7 @@ from pyiceberg.table import Table
 from lifecycle import log, metrics
 from lifecycle.errors import CommitConflictError, CommitOutcomeUnknownError
 from lifecycle.faults import crash_point
-from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
+from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult, load_recovered
 from lifecycle.manifests.commit import commit_rewrite, landed, manifest_list_path
 from lifecycle.manifests.execute import STAGE_KIND, read_entries, write_manifests
 from lifecycle.manifests.plan import JOB, ManifestPlan, current_manifests, plan_rewrite
@@ -23,11 +23,7 @@ MAX_ATTEMPTS = 3
 
 
 def run(ctx: JobContext, req: JobRequest) -> JobResult:
-    table = ctx.catalog.load_table(req.table)
-    counts: dict[str, int | float] = {}
-    if not req.dry_run:
-        counts.update(recover(ctx, req.table, table))
-        table = table.refresh()
+    table, counts = load_recovered(ctx, req, recover)
     for _attempt in range(MAX_ATTEMPTS):
         manifests = current_manifests(table.io, table.metadata)
         plan = plan_rewrite(req.table, table.metadata, manifests, ctx.table_settings(req.table).manifest_target_bytes)

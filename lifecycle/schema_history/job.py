@@ -8,7 +8,7 @@ from pyiceberg.table import Table
 from lifecycle import log, metrics
 from lifecycle.errors import CommitOutcomeUnknownError
 from lifecycle.faults import crash_point
-from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
+from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult, load_recovered
 from lifecycle.schema_history.commit import DELETE_KIND, commit_history, delete_dropped, landed
 from lifecycle.schema_history.plan import JOB, plan_history
 from lifecycle.state import models as m
@@ -18,11 +18,7 @@ _log = log.get("lifecycle.schema_history")
 
 
 def run(ctx: JobContext, req: JobRequest) -> JobResult:
-    table = ctx.catalog.load_table(req.table)
-    counts: dict[str, int | float] = {}
-    if not req.dry_run:
-        counts.update(recover(ctx, req.table, table))
-        table = table.refresh()
+    table, counts = load_recovered(ctx, req, recover)
     plan = plan_history(req.table, table.metadata, table.metadata_location, table.io,
                         ctx.table_settings(req.table).metadata_log_max)
     summary: dict[str, int | float] = {
