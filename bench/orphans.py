@@ -99,7 +99,7 @@ def _write_all(table: Any, paths: list[str], s3: dict[str, str] | None) -> None:
             with open(local, "wb") as f:
                 f.write(b"PAR1-bench-file!")
         return
-    from lifecycle.orphans.listing import s3_client
+    from lifecycle.s3 import s3_client
 
     client = s3_client(s3)
     bucket = s3["warehouse"].removeprefix("s3://").split("/")[0]

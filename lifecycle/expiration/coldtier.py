@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from pyiceberg.io import FileIO
 
 from lifecycle.bandwidth import Limiter
+from lifecycle.s3 import s3_client
 
 CHUNK = 8 * 1024 * 1024
 _COPY_OBJECT_MAX = 5 * 1024**3
@@ -40,27 +41,6 @@ class ColdTier(Protocol):
 def _split_s3(uri: str) -> tuple[str, str]:
     parsed = urlparse(uri)
     return parsed.netloc, parsed.path.lstrip("/")
-
-
-def s3_client(io_properties: dict[str, str]) -> Any:
-    """boto3 S3 client: AWS_ENDPOINT_URL_S3 wins, else the catalog's s3.endpoint; credentials from the
-    catalog's s3.* properties when set, else boto3's default chain."""
-    import boto3
-    from botocore.config import Config
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or io_properties.get("s3.endpoint")
-    kwargs: dict[str, Any] = {}
-    if endpoint:
-        kwargs["endpoint_url"] = endpoint
-    for prop, arg in (("s3.access-key-id", "aws_access_key_id"), ("s3.secret-access-key", "aws_secret_access_key"),
-                      ("s3.session-token", "aws_session_token"), ("s3.region", "region_name")):
-        if io_properties.get(prop):
-            kwargs[arg] = io_properties[prop]
-    virtual = io_properties.get("s3.force-virtual-addressing", "false").lower() == "true"
-    style = "virtual" if virtual else ("path" if endpoint else "auto")
-    make: Any = boto3.client
-    s3_options: Any = {"addressing_style": style}
-    return make("s3", config=Config(s3=s3_options), **kwargs)
 
 
 class S3ColdTier:

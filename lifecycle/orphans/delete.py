@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lifecycle.errors import UnsafeDeleteError
-from lifecycle.orphans.listing import S3_SCHEMES, s3_client
+from lifecycle.orphans.listing import S3_SCHEMES
 from lifecycle.orphans.paths import Schemes, Uri, require_under
+from lifecycle.s3 import s3_client
 
 S3_MAX_KEYS = 1000
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from lifecycle.errors import ConfigError
 from lifecycle.orphans.paths import Uri, location_prefix
+from lifecycle.s3 import s3_client
 
 S3_SCHEMES = frozenset({"s3", "s3a", "s3n"})
 
@@ -24,23 +25,6 @@ class ListedFile:
     path: str            # in the location's own scheme and authority
     size: int
     mtime: float | None  # seconds since the epoch (UTC); None when the store did not say
-
-
-def s3_client(properties: Mapping[str, Any]) -> Any:
-    """A boto3 S3 client from PyIceberg's `s3.*` properties; unset ones fall back to the AWS environment."""
-    import boto3
-    from botocore.config import Config
-
-    endpoint = properties.get("s3.endpoint") or os.environ.get("AWS_ENDPOINT_URL_S3") or None
-    kwargs: dict[str, Any] = {"endpoint_url": endpoint}
-    for prop, arg in (("s3.access-key-id", "aws_access_key_id"), ("s3.secret-access-key", "aws_secret_access_key"),
-                      ("s3.session-token", "aws_session_token"), ("s3.region", "region_name")):
-        if properties.get(prop):
-            kwargs[arg] = properties[prop]
-    virtual = str(properties.get("s3.force-virtual-addressing", "false")).lower() == "true"
-    config = Config(s3={"addressing_style": "virtual" if virtual else "path"},
-                    retries={"max_attempts": 5, "mode": "standard"})
-    return boto3.client("s3", config=config, **kwargs)
 
 
 def list_files(location: str, properties: Mapping[str, Any], page_size: int = 1000) -> Iterator[ListedFile]:
