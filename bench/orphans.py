@@ -117,11 +117,12 @@ def _rss_mb() -> float:
 
 def measure(root: str, s3: dict[str, str] | None, clock_days: float, out: Any) -> None:
     """In a fresh process: live set, streaming scan, deletes; peak RSS."""
-    from lifecycle.orphans.classify import Guards, classify_all
     from lifecycle.orphans.delete import delete_files
+
+    from lifecycle.orphans.classify import Guards, classify_all
     from lifecycle.orphans.listing import list_files
-    from lifecycle.orphans.paths import LiveIndex, Schemes, location_prefix
     from lifecycle.reachability import ManifestCache, live_set
+    from lifecycle.safety.paths import LiveIndex, Schemes, location_prefix
 
     base_rss = _rss_mb()
     cat = _catalog_reopen(Path(root), s3)

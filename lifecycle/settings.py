@@ -30,6 +30,10 @@ class FleetSettings:
     broker_url: str = ""
     redis_url: str = ""
     metrics_port: int = 9808
+    # The largest clock difference between hosts the safety rules tolerate: a writer's heartbeat stamped by
+    # its own clock, or a purge row's eligibility stamped by another worker, is judged with this margin, so
+    # a host this far behind never loses a protection and a host this far ahead never deletes early.
+    max_clock_skew_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,12 @@ class OrphanSettings:
 
 
 @dataclass(frozen=True)
+class CompactionSettings:
+    commit_batch_max_groups: int = 50       # groups committed together in one replace snapshot at most
+    commit_linger_seconds: float = 5.0      # a committer waits this long for sibling groups still rewriting
+
+
+@dataclass(frozen=True)
 class TableSettings:
     small_file_bytes: int = 33_554_432
     min_small_files: int = 50
@@ -90,6 +100,7 @@ class Settings:
     windows: WindowSettings = field(default_factory=WindowSettings)
     cold_tier: ColdTierSettings = field(default_factory=ColdTierSettings)
     orphans: OrphanSettings = field(default_factory=OrphanSettings)
+    compaction: CompactionSettings = field(default_factory=CompactionSettings)
     defaults: TableSettings = field(default_factory=TableSettings)
     tables: dict[str, TableSettings] = field(default_factory=dict)
     source: str = "embedded default"
@@ -121,6 +132,7 @@ _SECTIONS: dict[str, type] = {
     "windows": WindowSettings,
     "cold_tier": ColdTierSettings,
     "orphans": OrphanSettings,
+    "compaction": CompactionSettings,
     "defaults": TableSettings,
 }
 
@@ -192,6 +204,14 @@ def _validate(s: Settings) -> None:
         raise ConfigError("bandwidth.object_store_bytes_per_second: must be positive")
     if not 0 < s.fleet.metrics_port < 65536:
         raise ConfigError(f"fleet.metrics_port: not a port: {s.fleet.metrics_port}")
+    if s.fleet.max_clock_skew_seconds < 0:
+        raise ConfigError(f"fleet.max_clock_skew_seconds: must be 0 or more, got {s.fleet.max_clock_skew_seconds}")
+    if s.compaction.commit_batch_max_groups < 1:
+        raise ConfigError("compaction.commit_batch_max_groups: must be at least 1,"
+                          f" got {s.compaction.commit_batch_max_groups}")
+    if s.compaction.commit_linger_seconds < 0:
+        raise ConfigError("compaction.commit_linger_seconds: must be 0 or more,"
+                          f" got {s.compaction.commit_linger_seconds}")
     s.windows.paused()
     s.windows.allowed()
     _validate_table("defaults", s.defaults)

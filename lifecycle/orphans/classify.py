@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from lifecycle.orphans.listing import ListedFile
-from lifecycle.orphans.paths import LiveIndex, Schemes, Uri, is_under, parse
+from lifecycle.safety.paths import LiveIndex, Schemes, Uri, is_under, parse
 
 LIVE = "live"
 OUTSIDE = "outside-location"

@@ -18,7 +18,7 @@ from lifecycle.orphans.classify import (
     classify_all,
 )
 from lifecycle.orphans.listing import ListedFile
-from lifecycle.orphans.paths import LiveIndex, Schemes, location_prefix
+from lifecycle.safety.paths import LiveIndex, Schemes, location_prefix
 
 LOC = "s3://bucket/wh/t"
 NOW = 1_800_000_000.0
