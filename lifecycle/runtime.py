@@ -45,8 +45,8 @@ def build_context(
     url = database_url(settings)
     store = StateStore(url, clock)
     # The fleet's own commits pass the lineage gate too; staged files of a refused commit stay with the job's
-    # journal (which removes or reconciles them), so the gate does not delete them itself.
-    catalog = guard_catalog(open_catalog(settings), remove_refused_files=False)
+    # journal (which removes or reconciles them); the gate deletes nothing by default.
+    catalog = guard_catalog(open_catalog(settings))
     return JobContext(
         settings=settings, catalog=catalog, store=store, clock=clock,
         limiter=limiter or process_limiter(settings), db_url=url, manual=manual,
