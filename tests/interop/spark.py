@@ -36,7 +36,7 @@ def _log4j_file() -> Path:
     return path
 
 
-def start() -> Any:
+def start(driver_memory: str = "2g") -> Any:
     """The process's SparkContext (local[2]) with Iceberg's SQL extensions; catalogs are set per session."""
     toolchain.activate()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -46,7 +46,7 @@ def start() -> Any:
     conf = {
         "spark.master": "local[2]",
         "spark.app.name": "lifecycle-interop",
-        "spark.driver.memory": "2g",
+        "spark.driver.memory": driver_memory,
         "spark.driver.extraClassPath": os.pathsep.join(toolchain.classpath()),
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{_log4j_file()} -XX:+UseSerialGC",
         "spark.driver.host": "127.0.0.1",
