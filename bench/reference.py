@@ -94,6 +94,7 @@ class Bench:
                                               "target_file_bytes": TARGET, "retention_days": 0,
                                               "min_snapshots_to_keep": 1, "orphan_min_age_days": 7}}, env={})
         self.ctx = build_context(settings)
+        self.profile: list[tuple[str, Any]] | None = None
         self.catalog = self.ctx.catalog
         self.sql(f"CREATE NAMESPACE IF NOT EXISTS {spark_mod.CATALOG}.{NS}")
 
@@ -107,7 +108,17 @@ class Bench:
         return list(self.spark.sql(q).collect())
 
     def ours(self, job: str, table: str, dry_run: bool = False) -> tuple[Any, float, float]:
-        return timed(lambda: execute(self.ctx, JobRequest(job, table, dry_run=dry_run)), _cpu_self)
+        def run() -> Any:
+            return execute(self.ctx, JobRequest(job, table, dry_run=dry_run))
+
+        if self.profile is None or job != "compact":
+            return timed(run, _cpu_self)
+        import cProfile
+
+        prof = cProfile.Profile()
+        out = timed(lambda: prof.runcall(run), _cpu_self)
+        self.profile.append((table, prof))
+        return out
 
     def reference(self, call: str) -> tuple[Any, float, float]:
         return timed(lambda: self.sql(call), lambda: _cpu_pid(self.jvm_pid))
@@ -233,9 +244,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=float, nargs="+", default=[100, 355], help="compaction input sizes")
     ap.add_argument("--file-mb", type=float, nargs=2, default=[0.5, 1.5], help="small file sizes (uniform)")
-    ap.add_argument("--snapshots", type=int, nargs="+", default=[100, 300], help="expiration history sizes")
+    ap.add_argument("--snapshots", type=int, nargs="*", default=[100, 300], help="expiration history sizes")
     ap.add_argument("--driver-memory", default="3g")
     ap.add_argument("--json", help="write every row here")
+    ap.add_argument("--profile", action="store_true",
+                    help="cProfile our compactions (run with LIFECYCLE_COMPACTION_THREADS=1 so the work is on the "
+                         "profiled thread); prints the top functions by own time")
     args = ap.parse_args()
     why = toolchain.missing()
     if why:
@@ -246,10 +260,18 @@ def main() -> None:
     b = Bench(work, args.driver_memory)
     try:
         warm_up(b)
+        if args.profile:
+            b.profile = []
         for mb in args.mb:
             compaction(b, mb, tuple(args.file_mb), rows)  # type: ignore[arg-type]
         for n in args.snapshots:
             expiration(b, n, rows)
+        if b.profile:
+            import pstats
+
+            for table, prof in b.profile:
+                print(f"\n== profile of our compaction of {table} (own time)")
+                pstats.Stats(prof).sort_stats("tottime").print_stats(12)
     finally:
         b.close()
         shutil.rmtree(work, ignore_errors=True)
