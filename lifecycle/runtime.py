@@ -15,9 +15,10 @@ from lifecycle.bandwidth import Limiter, process_limiter
 from lifecycle.catalog import open_catalog, qualify, resolve_table
 from lifecycle.clock import Clock, default_clock
 from lifecycle.errors import BadInputError, StopRequested
+from lifecycle.formats import check_request
 from lifecycle.identity import worker_id
 from lifecycle.jobs.base import LOCKED, STOPPED, JobContext, JobRequest, JobResult
-from lifecycle.jobs.registry import PARTITIONED_JOBS, check_job, runner
+from lifecycle.jobs.registry import PARTITIONED_JOBS, JobFn, check_job, runner
 from lifecycle.lineage import guard_catalog
 from lifecycle.partitions import parse_partition
 from lifecycle.settings import Settings
@@ -73,6 +74,12 @@ def _trim_caches() -> None:
         _log.warning("cache.trim_failed", error=str(exc))
 
 
+def _run(fn: JobFn, ctx: JobContext, request: JobRequest) -> JobResult:
+    """The job itself, after the one check of what PyIceberg can write (a refusal fails the run, changes nothing)."""
+    check_request(ctx, request)
+    return fn(ctx, request)
+
+
 def execute(ctx: JobContext, request: JobRequest,
             on_locked: Callable[[], None] | None = None) -> JobResult:
     """Take the job's advisory lock, run it, record the run. A held lock → status `locked`."""
@@ -92,7 +99,7 @@ def execute(ctx: JobContext, request: JobRequest,
         if request.dry_run:
             ctx.lock = lock
             try:
-                return fn(ctx, request)
+                return _run(fn, ctx, request)
             finally:
                 ctx.lock = None
         runs.ensure(run_id, request.job, request.table, request.partition or "", request.manual)
@@ -100,7 +107,7 @@ def execute(ctx: JobContext, request: JobRequest,
         ctx.lock = lock
         outcome = "failed"
         try:
-            result = fn(ctx, request)
+            result = _run(fn, ctx, request)
             outcome = result.status
             runs.finish(run_id, "done", result.counts)
             return result

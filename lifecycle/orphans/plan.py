@@ -10,7 +10,7 @@ from typing import Any
 from pyiceberg.table import Table
 
 from lifecycle.jobs.base import JobContext
-from lifecycle.orphans.classify import Classification, Guards, classify_all
+from lifecycle.orphans.classify import Classification, Guards, classify_all, hidden_partition_prefixes
 from lifecycle.orphans.listing import list_files
 from lifecycle.safety.deletes import check_gc_enabled as _check_gc
 from lifecycle.safety.landed import LiveSets
@@ -53,6 +53,8 @@ def build_guards(ctx: JobContext, identifier: str, table: Table, live: LiveCache
         purge=Guards.keys(ctx.store.guarded_paths(identifier, PURGE_KINDS, PURGE_STATES)),
         writer_prefixes=tuple(sorted(Guards.keys(p for w in writers for p in w.in_progress_paths))),
         cutoff=cutoff,
+        hidden_partitions=hidden_partition_prefixes(
+            f.name for spec in table.metadata.partition_specs for f in spec.fields),
     )
 
 
