@@ -19,8 +19,9 @@ from lifecycle.errors import LifecycleError
 from lifecycle.faults import crash_point
 from lifecycle.jobs.base import JobContext
 from lifecycle.orphans.classify import CANDIDATE, classify_uri
-from lifecycle.orphans.plan import JOB, LiveCache, build_guards, check_gc_enabled
+from lifecycle.orphans.plan import JOB, build_guards, check_gc_enabled
 from lifecycle.safety.deletes import TableFiles, delete_files
+from lifecycle.safety.landed import LiveSets
 from lifecycle.safety.paths import parse
 from lifecycle.state.models import DELETED, DONE, EXECUTING, KEPT, ORPHAN, PENDING, PLANNED, Plan
 
@@ -33,7 +34,7 @@ def batch_size() -> int:
     return max(1, int(raw)) if raw else BATCH_SIZE
 
 
-def execute_plan(ctx: JobContext, plan: Plan, table: Table, live: LiveCache) -> dict[str, int]:
+def execute_plan(ctx: JobContext, plan: Plan, table: Table, live: LiveSets) -> dict[str, int]:
     ident = plan.table_name
     counts: Counter[str] = Counter()
     if plan.state == PLANNED:

@@ -9,7 +9,8 @@ from lifecycle import metrics
 from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
 from lifecycle.orphans.classify import LIVE
 from lifecycle.orphans.execute import execute_plan
-from lifecycle.orphans.plan import JOB, LiveCache, check_gc_enabled, scan
+from lifecycle.orphans.plan import JOB, check_gc_enabled, scan
+from lifecycle.safety.landed import LiveSets
 from lifecycle.state.models import ORPHAN, NewEntry
 
 
@@ -17,7 +18,7 @@ def run(ctx: JobContext, req: JobRequest) -> JobResult:
     ident = req.table
     table = ctx.catalog.load_table(ident)
     check_gc_enabled(table, ident)
-    live = LiveCache()
+    live = LiveSets()
     counts: Counter[str] = Counter()
     detail: list[str] = []
     if not req.dry_run:

@@ -34,10 +34,7 @@ def schemes_for(ctx: JobContext) -> Schemes:
     return ctx.schemes()
 
 
-LiveCache = LiveSets   # the live set of the last metadata seen (reference decoders only)
-
-
-def build_guards(ctx: JobContext, identifier: str, table: Table, live: LiveCache, age_check: bool = True) -> Guards:
+def build_guards(ctx: JobContext, identifier: str, table: Table, live: LiveSets, age_check: bool = True) -> Guards:
     ts = ctx.table_settings(identifier)
     schemes = schemes_for(ctx)
     with ctx.store.cursor() as cur:
@@ -84,7 +81,7 @@ class Scan:
         }
 
 
-def scan(ctx: JobContext, identifier: str, table: Table, live: LiveCache) -> Scan:
+def scan(ctx: JobContext, identifier: str, table: Table, live: LiveSets) -> Scan:
     """Guards (fresh metadata, live set, journal, writers) first, then the listing streams through them,
     keeping only candidates in memory. A file committed while we list looks unreachable here, but the
     fresh re-check before each delete batch keeps it."""

@@ -48,14 +48,14 @@ class LiveSets:
     def index(self, table: Any, schemes: Schemes) -> LiveIndex:
         """The live set for the orphan scan (detects scheme/authority mismatches)."""
         self.refresh(table)
-        if self._index is None or self._index.schemes is not schemes:
+        if self._index is None or self._index.schemes != schemes:
             self._index = LiveIndex(self.paths, schemes)
         return self._index
 
     def pathset(self, table: Any, schemes: Schemes) -> PathSet:
         """The live set for membership tests by path identity."""
         self.refresh(table)
-        if self._pathset is None or self._pathset.schemes is not schemes:
+        if self._pathset is None or self._pathset.schemes != schemes:
             self._pathset = PathSet(self.paths, schemes)
         return self._pathset
 

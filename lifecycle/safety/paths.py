@@ -104,6 +104,12 @@ class Schemes:
         group = sorted({s.lower() for s in equivalent})
         self._canon = {s: group[0] for s in group}
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Schemes) and other._canon == self._canon
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._canon.items())))
+
     def canonical(self, scheme: str) -> str:
         return self._canon.get(scheme, scheme)
 

@@ -5,6 +5,7 @@ it read before (main, the tag, the branch), PyIceberg reads the same, and Iceber
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.interop.lake import Lake
@@ -70,8 +71,10 @@ def test_a_spark_written_table_goes_through_every_job_and_spark_reads_the_same_r
     assert {name for name, _, _ in view["refs"]} == {"main", "before_spec", "audit"}
     assert len(view["snapshots"]) == 3, "only the three ref heads are left"
 
-    purged = lake.run("purge", T)
+    later = (datetime.now(UTC) + timedelta(days=2)).isoformat()   # past the purge delay and the skew margin
+    purged = lake.run("purge", T, LIFECYCLE_FAKE_NOW=later)
     print("purge", purged["counts"])
+    assert purged["counts"]["deleted"] > 0 and purged["counts"]["skipped"] == 0, purged["counts"]
     check(lake, want, "purge")
 
     schemas = lake.run("compact-schema-history", T)

@@ -15,7 +15,7 @@ from lifecycle.orphans.classify import (
     hidden_partition_prefixes,
 )
 from lifecycle.orphans.listing import ListedFile
-from lifecycle.orphans.paths import LiveIndex, Schemes, location_prefix
+from lifecycle.safety.paths import LiveIndex, Schemes, location_prefix
 from tests.unit.test_orphan_classify import LOC, f, guards
 
 
