@@ -1,21 +1,24 @@
 """The Celery app of the fleet: `celery -A workers.app worker -Q compaction`, `... beat`, `... flower`.
 
 Configuration comes from the lifecycle settings (`LIFECYCLE_CONFIG`, env overrides); see workers/config.py.
-This module must not import prometheus_client (signals set PROMETHEUS_MULTIPROC_DIR before it is imported).
+In a worker, PROMETHEUS_MULTIPROC_DIR is settled first, before lifecycle/metrics.py makes any metric and
+before the pool forks (workers/metrics_dir.py); the `celery` command itself has already imported
+prometheus-client by then, which lifecycle/metrics.py corrects for.
 """
 
 from __future__ import annotations
 
 import sys
 
+from workers.metrics_dir import prepare_multiproc_dir
+
+if "worker" in sys.argv[1:]:  # `celery -A workers.app worker`
+    prepare_multiproc_dir()
+
 from celery import Celery
 
 from lifecycle.settings import load
 from workers.config import celery_config
-from workers.metrics_dir import prepare_multiproc_dir
-
-if "worker" in sys.argv[1:]:  # `celery -A workers.app worker`: before prometheus_client is first imported
-    prepare_multiproc_dir()
 
 settings = load()
 app = Celery("lifecycle", include=["workers.tasks"])
