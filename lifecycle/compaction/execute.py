@@ -15,7 +15,7 @@ from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
-from lifecycle import metrics
+from lifecycle import log, metrics
 from lifecycle.compaction.commit import commit_replace
 from lifecycle.compaction.planner import SORT, FileGroup, Strategy
 from lifecycle.compaction.rewrite import OutputOptions, compaction_threads, rewrite_group, row_group_rows
@@ -46,6 +46,7 @@ JOB = "compact"
 STAGE = "stage"
 PLAN_ID_KEY = "lifecycle.plan-id"
 RESUME = "resume"
+_log = log.get("lifecycle.compaction")
 
 
 @dataclass
@@ -181,6 +182,8 @@ def run_group(ctx: JobContext, table: Table, table_name: str, partition: str, st
         remove_staged(ctx, table, plan_id)
         ctx.store.transition_plan(plan_id, COMMITTING, ABANDONED, {"reason": str(exc)[:500]})
         tally.add("groups_abandoned")
+        _log.warning("compact.group_abandoned", table=table_name, partition=partition, plan_id=plan_id,
+                     files_in=len(group.inputs), reason=str(exc)[:500])
         ctx.progress(f"compact {table_name} [{partition}]: group abandoned: {exc}")
         return False
     except CommitOutcomeUnknownError as exc:
@@ -196,4 +199,6 @@ def run_group(ctx: JobContext, table: Table, table_name: str, partition: str, st
     tally.add("files_out", len(paths))
     tally.add("bytes_in", group.input_bytes)
     tally.add("bytes_out", bytes_out)
+    _log.event("compact.group", table=table_name, partition=partition, plan_id=plan_id, strategy=strategy.name,
+               files_in=len(group.inputs), files_out=len(paths), bytes_in=group.input_bytes, bytes_out=bytes_out)
     return True

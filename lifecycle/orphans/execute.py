@@ -14,7 +14,7 @@ from typing import Any
 
 from pyiceberg.table import Table
 
-from lifecycle import metrics
+from lifecycle import log, metrics
 from lifecycle.errors import LifecycleError
 from lifecycle.faults import crash_point
 from lifecycle.jobs.base import JobContext
@@ -25,6 +25,7 @@ from lifecycle.orphans.plan import JOB, LiveCache, build_guards, check_gc_enable
 from lifecycle.state.models import DELETED, DONE, EXECUTING, KEPT, PENDING, PLANNED, Plan
 
 BATCH_SIZE = 1000
+_log = log.get("lifecycle.orphans")
 
 
 def batch_size() -> int:
@@ -73,7 +74,11 @@ def execute_plan(ctx: JobContext, plan: Plan, table: Table, live: LiveCache) -> 
         counts["bytes_reclaimed"] += reclaimed
         counts["batches"] += 1
         ctx.store.record_progress(plan.plan_id, EXECUTING, {k: int(v) for k, v in counts.items()})
-        ctx.progress(f"clean-orphans {ident}: {counts['deleted']} deleted")
+        ctx.progress(f"clean-orphans {ident}: {counts['deleted']} deleted", sum(_handled(counts)),
+                     plan.payload.get("candidates"), "files")
+        _log.event("clean-orphans.batch", table=ident, plan_id=plan.plan_id, batch=counts["batches"],
+                   deleted=len(gone) + len(missing), already_gone=len(missing), bytes_reclaimed=reclaimed,
+                   kept={guard: len(ids) for guard, ids in kept.items()}, failed=len(outcome.failed))
         if outcome.failed:
             path, err = next(iter(outcome.failed.items()))
             raise LifecycleError(f"clean-orphans {ident}: {len(outcome.failed)} deletes failed (first: {path}: {err});"
@@ -81,6 +86,10 @@ def execute_plan(ctx: JobContext, plan: Plan, table: Table, live: LiveCache) -> 
         crash_point("orphans.mid-delete")
     ctx.store.transition_plan(plan.plan_id, EXECUTING, DONE, progress=_ints(counts))
     return dict(counts)
+
+
+def _handled(counts: Counter[str]) -> list[int]:
+    return [v for k, v in counts.items() if k == "deleted" or k.startswith("kept_")]
 
 
 def _ints(counts: Counter[str]) -> dict[str, Any]:
