@@ -18,7 +18,7 @@ from lifecycle.compaction.planner import PartitionPlan, TablePlan, Thresholds, p
 from lifecycle.compaction.rewrite import compaction_threads
 from lifecycle.compaction.scan import live_files
 from lifecycle.compaction.strategy import select_strategy, thresholds_for
-from lifecycle.errors import StopRequested
+from lifecycle.errors import BadInputError, StopRequested
 from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
 from lifecycle.partitions import PartitionKey, parse_partition
 from lifecycle.state.locks import AdvisoryLock
@@ -31,6 +31,13 @@ def _plan(table: Table, name: str, key: PartitionKey | None, thresholds: Thresho
     plan = plan_table(name, snapshot_id, {p: f.infos() for p, f in parts.items()}, strategy, thresholds)
     metrics.PLAN_DURATION.labels(JOB).observe(time.monotonic() - started)
     return plan
+
+
+def check_partition_exists(table: Table, name: str, key: PartitionKey) -> None:
+    """A partition named on the command line must hold live data files: a typo is bad input (exit 2),
+    not "nothing to compact"."""
+    if key.text not in live_files(table, key)[1]:
+        raise BadInputError(f"--partition: table {name} has no partition {key.text} (no live data files in it)")
 
 
 def describe(plan: TablePlan) -> list[str]:
@@ -58,9 +65,12 @@ def _partition(ctx: JobContext, req: JobRequest, table: Table, partition: str, t
     elif found is not None:
         plan = plan_partition(partition, found.infos(), strategy, thresholds)
     metrics.PLAN_DURATION.labels(JOB).observe(time.monotonic() - started)
+    if found is None:
+        tally.add("partitions_without_files")  # e.g. a partition dropped since the fan-out
     if plan is None:
         return
     tally.add("partitions")
+    total, done = sum(g.input_bytes for g in plan.groups), 0
     for i, group in enumerate(plan.groups):
         try:
             ctx.checkpoint(JOB)
@@ -70,8 +80,10 @@ def _partition(ctx: JobContext, req: JobRequest, table: Table, partition: str, t
         if lock is not None:
             lock.ensure_alive()
         ctx.progress(f"compact {req.table} [{partition}]: group {i + 1}/{len(plan.groups)}:"
-                     f" {len(group.inputs)} files -> {group.output_count}")
+                     f" {len(group.inputs)} files -> {group.output_count}", done, total, "bytes")
         run_group(ctx, table, req.table, partition, strategy, group, snapshot_id, req.run_id, tally)
+        done += group.input_bytes
+    ctx.progress(f"compact {req.table} [{partition}]: {len(plan.groups)} group(s) done", done, total, "bytes")
 
 
 def run(ctx: JobContext, req: JobRequest) -> JobResult:

@@ -51,6 +51,7 @@ def run_purge(ctx: JobContext, req: JobRequest) -> JobResult:
         recorded = _recorded(ctx, req.table, [e.path for e in batch])
         for entry in batch:
             _purge_one(ctx, req.table, table.io, tier, entry, live, recorded, location, table_dir, counts)
+        ctx.progress(f"purge {req.table}: {counts['deleted']} deleted", start + len(batch), len(eligible), "files")
     return JobResult(JOB, req.table, None, DONE, counts)
 
 

@@ -14,6 +14,7 @@ from lifecycle.jobs.base import JobContext
 from lifecycle.orphans.classify import Classification, Guards, classify_all
 from lifecycle.orphans.listing import list_files
 from lifecycle.orphans.paths import LiveIndex, Schemes, location_prefix
+from lifecycle.progress import counted
 from lifecycle.reachability import ManifestCache, live_set
 from lifecycle.state.models import COPIED, KEPT, PENDING, REMOVED, WRITTEN
 from lifecycle.state.writers import active_writers
@@ -105,7 +106,9 @@ def scan(ctx: JobContext, identifier: str, table: Table, live: LiveCache) -> Sca
     check_gc_enabled(table, identifier)
     guards = build_guards(ctx, identifier, table, live)
     t1 = time.monotonic()
-    result = classify_all(list_files(table.location(), table.io.properties), guards)
+    listing = counted(list_files(table.location(), table.io.properties),
+                      lambda n: ctx.progress(f"clean-orphans {identifier}: listed {n} objects", n, None, "objects"))
+    result = classify_all(listing, guards)
     t2 = time.monotonic()
     snap = table.metadata.current_snapshot_id
     return Scan(table.location(), snap, result, ctx.clock.now().timestamp(),
