@@ -7,7 +7,7 @@ A message without numbers keeps the last numbers of the same step (the text befo
 
 from __future__ import annotations
 
-import shutil
+import os
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -29,20 +29,33 @@ def human(n: int, unit: str) -> str:
     raise AssertionError("unreachable")
 
 
-def render(message: str, done: int | None, total: int | None, unit: str) -> str:
-    if done is None:
+def fit(message: str, room: int) -> str:
+    """The message in `room` characters: its middle gives way first (the job and the step stay readable)."""
+    if len(message) <= room:
         return message
+    if room < 5:
+        return message[:room]
+    head = (room - 1) // 2
+    return message[:head] + "…" + message[len(message) - (room - 1 - head):]
+
+
+def render(message: str, done: int | None, total: int | None, unit: str, width: int = 100) -> str:
+    if done is None:
+        return fit(message, width)
     if not total:
-        return f"{message}  {human(done, unit)} {unit}".rstrip()
+        counter = f"{human(done, unit)} {unit}".rstrip()
+        return f"{counter}  {fit(message, width - len(counter) - 2)}"
     fraction = max(0.0, min(1.0, done / total))
     filled = round(fraction * BAR)
     bar = "#" * filled + "-" * (BAR - filled)
     amount = f"{human(done, unit)}/{human(total, unit)}" + ("" if unit == "bytes" else f" {unit}")
-    return f"[{bar}] {fraction * 100:3.0f}%  {amount}  {message}"
+    head = f"[{bar}] {fraction * 100:3.0f}%  {amount}  "
+    return head + fit(message, width - len(head))
 
 
 class TerminalBar:
-    """A `ProgressSink` drawing on `stream` at most every `interval` seconds (and always at 100 %)."""
+    """A `ProgressSink` drawing on `stream` at most every `interval` seconds; always at 100 % and when the
+    unit changes (a new phase of the run)."""
 
     def __init__(self, stream: TextIO, interval: float = 0.1,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -52,6 +65,7 @@ class TerminalBar:
         self._last = float("-inf")
         self._numbers: tuple[int | None, int | None, str] = (None, None, "")
         self._step = ""
+        self._drawn_unit = ""
         self.drawn = False
 
     def __call__(self, p: Progress) -> None:
@@ -63,14 +77,20 @@ class TerminalBar:
         self._step = step
         now = self._monotonic()
         finished = p.done is not None and p.total is not None and p.done >= p.total
-        if now - self._last < self.interval and not finished:
+        new_phase = self._numbers[2] != self._drawn_unit   # e.g. the listing's first count, or its deletes
+        if now - self._last < self.interval and not finished and not new_phase:
             return
-        self._last = now
-        width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
-        line = render(p.message, *self._numbers)
-        self.stream.write("\r\033[K" + line[:width])
+        self._last, self._drawn_unit = now, self._numbers[2]
+        self.stream.write("\r\033[K" + render(p.message, *self._numbers, width=self._columns() - 1))
         self.stream.flush()
         self.drawn = True
+
+    def _columns(self) -> int:
+        try:
+            columns = os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, OSError, ValueError):
+            columns = 0
+        return max(40, columns or 100)
 
     def clear(self) -> None:
         if self.drawn:
