@@ -14,6 +14,10 @@ from workers.metrics_dir import prepare_multiproc_dir
 
 if "worker" in sys.argv[1:]:  # `celery -A workers.app worker`
     prepare_multiproc_dir()
+if "flower" in sys.argv[1:]:  # `celery -A workers.app flower`: read-only, job/table/partition in the list
+    from workers import flower_defaults
+
+    flower_defaults.apply()
 
 from celery import Celery
 

@@ -1,5 +1,7 @@
 """Worker and beat lifecycle hooks: JSON logs, metrics endpoint, liveness heartbeat file, beat schedule.
 
+- `before_task_publish` (any sender): job messages carry the table and partition Flower's task list
+  shows (workers/flower_defaults.py).
 - `after_setup_logger` (worker, beat): Celery's handlers write one JSON object a line (secrets masked), and
   our loggers log through them at LIFECYCLE_LOG_LEVEL (default INFO; DEBUG with `-l DEBUG`).
 
@@ -28,6 +30,7 @@ from typing import Any
 from celery import signals
 
 from lifecycle import log
+from workers import flower_defaults
 from workers.metrics_dir import multiproc_dir
 
 _log = log.get("workers.signals")
@@ -168,6 +171,7 @@ def install_beat_schedule(app: Any, settings: Any) -> None:
     _log.event("beat.schedule", tables=tables, entries=sorted(app.conf.beat_schedule))
 
 
+signals.before_task_publish.connect(flower_defaults.label_message, weak=False)
 signals.after_setup_logger.connect(_setup_logger, weak=False)
 signals.after_setup_task_logger.connect(_setup_logger, weak=False)
 signals.worker_init.connect(_worker_init, weak=False)
