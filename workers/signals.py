@@ -71,10 +71,15 @@ _stop = threading.Event()
 
 
 def shutdown_marker() -> Path:
-    """Created by the worker's main process when a warm shutdown begins; its children watch for it."""
+    """Created by the worker's main process when a warm shutdown begins; its children watch for it.
+
+    Default: inside the worker's private metrics folder (workers/metrics_dir.py; prometheus-client reads
+    only `*.db` there), never at a predictable name in the shared temp folder where a planted symlink
+    would redirect the touch."""
     path = os.environ.get("LIFECYCLE_SHUTDOWN_FILE")
     if not path:
-        path = os.path.join(tempfile.gettempdir(), f"lifecycle-shutdown-{os.getpid()}")
+        folder = multiproc_dir() or Path(tempfile.mkdtemp(prefix="lifecycle-shutdown-"))
+        path = str(folder / ".shutdown")
         os.environ["LIFECYCLE_SHUTDOWN_FILE"] = path  # inherited by the prefork children
     return Path(path)
 
