@@ -9,12 +9,15 @@ prometheus-client by then, which lifecycle/metrics.py corrects for.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from workers.metrics_dir import prepare_multiproc_dir
 
-if "worker" in sys.argv[1:]:  # `celery -A workers.app worker`
+# `celery ...` or `python -m celery ...` (not lifecycle-cli, which imports this app to send messages)
+_celery = Path(sys.argv[0]).name == "celery" or "celery" in Path(sys.argv[0]).parent.parts[-1:]
+if _celery and "worker" in sys.argv[1:]:  # `celery -A workers.app worker`
     prepare_multiproc_dir()
-if "flower" in sys.argv[1:]:  # `celery -A workers.app flower`: read-only, job/table/partition in the list
+if _celery and "flower" in sys.argv[1:]:  # `celery -A workers.app flower`: read-only, table/partition shown
     from workers import flower_defaults
 
     flower_defaults.apply()
