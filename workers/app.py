@@ -1,9 +1,9 @@
 """The Celery app of the fleet: `celery -A workers.app worker -Q compaction`, `... beat`, `... flower`.
 
 Configuration comes from the lifecycle settings (`LIFECYCLE_CONFIG`, env overrides); see workers/config.py.
-In a worker, PROMETHEUS_MULTIPROC_DIR is settled first, before lifecycle/metrics.py makes any metric and
-before the pool forks (workers/metrics_dir.py); the `celery` command itself has already imported
-prometheus-client by then, which lifecycle/metrics.py corrects for.
+In a worker, PROMETHEUS_MULTIPROC_DIR is settled here, before lifecycle/metrics.py makes any metric (nothing
+imported above imports it) and before the pool forks (workers/metrics_dir.py); the `celery` command itself
+has already imported prometheus-client by then, which lifecycle/metrics.py corrects for.
 """
 
 from __future__ import annotations
@@ -11,6 +11,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from celery import Celery
+
+from lifecycle.settings import load
+from workers.config import celery_config
 from workers.metrics_dir import prepare_multiproc_dir
 
 # `celery ...` or `python -m celery ...` (not lifecycle-cli, which imports this app to send messages)
@@ -21,11 +25,6 @@ if _celery and "flower" in sys.argv[1:]:  # `celery -A workers.app flower`: read
     from workers import flower_defaults
 
     flower_defaults.apply()
-
-from celery import Celery
-
-from lifecycle.settings import load
-from workers.config import celery_config
 
 settings = load()
 app = Celery("lifecycle", include=["workers.tasks"])

@@ -24,7 +24,7 @@ _LABELLED = {*JOB_TASKS.values(), PLAN_COMPACTION_TASK}
 
 
 def apply() -> None:
-    from flower.options import options  # only in a `flower` process: Flower's tornado options
+    from flower.options import options  # type: ignore[import-untyped]  # only in a `flower` process
 
     options.tasks_columns = TASKS_COLUMNS
     options.read_only = True
