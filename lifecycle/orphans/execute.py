@@ -74,8 +74,9 @@ def execute_plan(ctx: JobContext, plan: Plan, table: Table, live: LiveCache) -> 
         counts["bytes_reclaimed"] += reclaimed
         counts["batches"] += 1
         ctx.store.record_progress(plan.plan_id, EXECUTING, {k: int(v) for k, v in counts.items()})
-        ctx.progress(f"clean-orphans {ident}: {counts['deleted']} deleted", sum(_handled(counts)),
-                     plan.payload.get("candidates"), "files")
+        handled = sum(v for k, v in counts.items() if k == "deleted" or k.startswith("kept_"))
+        ctx.progress(f"clean-orphans {ident}: {counts['deleted']} deleted", handled, plan.payload.get("candidates"),
+                     "files")
         _log.event("clean-orphans.batch", table=ident, plan_id=plan.plan_id, batch=counts["batches"],
                    deleted=len(gone) + len(missing), already_gone=len(missing), bytes_reclaimed=reclaimed,
                    kept={guard: len(ids) for guard, ids in kept.items()}, failed=len(outcome.failed))
@@ -86,10 +87,6 @@ def execute_plan(ctx: JobContext, plan: Plan, table: Table, live: LiveCache) -> 
         crash_point("orphans.mid-delete")
     ctx.store.transition_plan(plan.plan_id, EXECUTING, DONE, progress=_ints(counts))
     return dict(counts)
-
-
-def _handled(counts: Counter[str]) -> list[int]:
-    return [v for k, v in counts.items() if k == "deleted" or k.startswith("kept_")]
 
 
 def _ints(counts: Counter[str]) -> dict[str, Any]:
