@@ -21,6 +21,13 @@ class Progress:
     total: int | None = None
     unit: str = ""
 
+    def __str__(self) -> str:
+        return self.message
+
+    def __contains__(self, text: str) -> bool:
+        """`"committing" in progress`: sinks written for the plain-message progress keep working."""
+        return text in self.message
+
     @property
     def fraction(self) -> float | None:
         if self.done is None or not self.total:
