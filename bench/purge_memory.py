@@ -38,8 +38,15 @@ def _catalog(root: Path) -> Any:
 
 
 def build_table(root: Path, live: int) -> None:
-    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestEntry, ManifestEntryStatus
-    from pyiceberg.manifest import write_manifest, write_manifest_list
+    from pyiceberg.manifest import (
+        DataFile,
+        DataFileContent,
+        FileFormat,
+        ManifestEntry,
+        ManifestEntryStatus,
+        write_manifest,
+        write_manifest_list,
+    )
     from pyiceberg.table.snapshots import Operation, Snapshot, Summary
     from pyiceberg.table.update import AddSnapshotUpdate, AssertRefSnapshotId, SetSnapshotRefUpdate
     from pyiceberg.typedef import Record

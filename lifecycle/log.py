@@ -1,4 +1,9 @@
-"""Structured logging with event names; URLs with passwords are masked wherever printed or logged."""
+"""Structured logging with event names; URLs with passwords are masked wherever printed or logged.
+
+One JSON object a line on stderr: `ts`, `level`, `logger`, `event` and the event's own fields. The CLI
+installs it (`--log-level`), and so does every Celery worker and beat (workers/signals.py), for our loggers
+and for Celery's own.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,10 @@ def mask(text: str) -> str:
     return _KV_PASSWORD.sub(lambda m: f"{m.group(1)}=***", text)
 
 
-class _JsonFormatter(logging.Formatter):
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
@@ -34,17 +42,40 @@ class _JsonFormatter(logging.Formatter):
         return mask(json.dumps(payload, default=str))
 
 
+OUR_LOGGERS = ("lifecycle", "workers")
+
+
+def check_level(level: str) -> str:
+    name = level.upper()
+    if name not in LEVELS:
+        raise ValueError(f"unknown log level {level!r} (one of {', '.join(LEVELS)})")
+    return name
+
+
 def configure(level: str = "WARNING") -> None:
-    root = logging.getLogger("lifecycle")
-    if any(getattr(h, "_lifecycle", False) for h in root.handlers):
-        root.setLevel(level)
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter())
-    handler._lifecycle = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
+    """The CLI: our loggers write JSON lines to stderr at `level`."""
+    level = check_level(level)
+    for name in OUR_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.propagate = False
+        if not any(getattr(h, "_lifecycle", False) for h in logger.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(JsonFormatter())
+            handler._lifecycle = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
+
+
+def configure_under(handlers: list[logging.Handler], level: str) -> None:
+    """A Celery process (worker, beat): Celery's own handlers (stderr, or its --logfile) write JSON lines,
+    and our loggers log through them at `level`, whatever Celery's own level is."""
+    for handler in handlers:
+        handler.setFormatter(JsonFormatter())
+    for name in OUR_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = [h for h in logger.handlers if not getattr(h, "_lifecycle", False)]
+        logger.setLevel(check_level(level))
+        logger.propagate = True
 
 
 class EventLogger:

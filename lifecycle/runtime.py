@@ -5,16 +5,18 @@ The CLI and the Celery tasks both call `execute`, so a manual run and a fleet ru
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from lifecycle import log, metrics, reachability
 from lifecycle.bandwidth import Limiter, process_limiter
 from lifecycle.catalog import open_catalog, qualify, resolve_table
 from lifecycle.clock import Clock, default_clock
-from lifecycle.errors import BadInputError, StopRequested
+from lifecycle.errors import BadInputError, LifecycleError, StopRequested
 from lifecycle.formats import check_request
 from lifecycle.identity import worker_id
 from lifecycle.jobs.base import LOCKED, STOPPED, JobContext, JobRequest, JobResult
@@ -96,28 +98,39 @@ def execute(ctx: JobContext, request: JobRequest,
             if on_locked:
                 on_locked()
             return JobResult(request.job, request.table, request.partition, LOCKED)
+        where: dict[str, Any] = {"job": request.job, "table": request.table, "partition": request.partition}
         if request.dry_run:
             ctx.lock = lock
             try:
-                return _run(fn, ctx, request)
+                result = _run(fn, ctx, request)
+                _log.event("job.dry_run", **where, status=result.status, counts=result.counts)
+                return result
             finally:
                 ctx.lock = None
         runs.ensure(run_id, request.job, request.table, request.partition or "", request.manual)
         runs.start(run_id, worker_id())
+        _log.event("job.start", **where, run_id=run_id, manual=request.manual)
         ctx.lock = lock
         outcome = "failed"
         try:
             result = _run(fn, ctx, request)
             outcome = result.status
             runs.finish(run_id, "done", result.counts)
+            _log.event("job.finish", **where, run_id=run_id, status=result.status, counts=result.counts,
+                       seconds=round(time.monotonic() - started, 3))
             return result
         except StopRequested as stop:
             outcome = STOPPED
             runs.finish(run_id, "stopped", error=str(stop))
+            _log.event("job.finish", **where, run_id=run_id, status=STOPPED, reason=str(stop),
+                       seconds=round(time.monotonic() - started, 3))
             return JobResult(request.job, request.table, request.partition, STOPPED, detail=[str(stop)])
         except BaseException as exc:
             if lock.alive():
                 runs.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            refused = isinstance(exc, LifecycleError) and exc.exit_code == 2  # bad input: the caller says it
+            _log.event("job.failed", logging.INFO if refused else logging.ERROR, **where, run_id=run_id,
+                       error=f"{type(exc).__name__}: {exc}"[:2000], seconds=round(time.monotonic() - started, 3))
             raise
         finally:
             ctx.lock = None

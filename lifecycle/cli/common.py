@@ -41,7 +41,8 @@ _HELP = "Artemis Lifecycle: keep an Iceberg archive fast, small and auditable.\n
 
 @click.group(help=_HELP)
 @click.option("--config", "config_path", type=str, default=None, help="TOML configuration file.")
-@click.option("--log-level", default="WARNING", show_default=True, help="Logging level (JSON logs on stderr).")
+@click.option("--log-level", default="WARNING", show_default=True, type=click.Choice(log.LEVELS, case_sensitive=False),
+              help="Logging level (JSON logs on stderr).")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, log_level: str) -> None:
     ctx.ensure_object(dict)

@@ -56,7 +56,7 @@ def run_purge(ctx: JobContext, req: JobRequest) -> JobResult:
     tier = cold_tier(ctx.settings.cold_tier_uri, ctx.settings.cold_tier.storage_class, ctx.limiter,
                      dict(table.io.properties))
     live = LiveSets()
-    after = 0
+    after = done = 0
     while True:
         ctx.checkpoint(JOB)
         batch = ctx.store.entries(kind=KIND, table_name=req.table, states=[PENDING, COPIED], eligible_before=now,
@@ -76,7 +76,9 @@ def run_purge(ctx: JobContext, req: JobRequest) -> JobResult:
         finally:
             for (state, info), ids in marks.items():
                 ctx.store.transition_entries(ids, [PENDING, COPIED], state, json.loads(info))
-        ctx.progress(f"purge {req.table}: {counts['deleted']} deleted, {counts['copied']} copied")
+        done += len(batch)
+        ctx.progress(f"purge {req.table}: {counts['deleted']} deleted, {counts['copied']} copied", done, eligible,
+                     "files")
     return JobResult(JOB, req.table, None, DONE, counts)
 
 

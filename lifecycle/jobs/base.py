@@ -12,6 +12,7 @@ from pyiceberg.catalog import Catalog
 from lifecycle.bandwidth import Limiter
 from lifecycle.clock import Clock
 from lifecycle.errors import StopRequested
+from lifecycle.progress import Progress, ProgressSink
 from lifecycle.safety.paths import Schemes
 from lifecycle.settings import Settings, TableSettings
 from lifecycle.state.locks import AdvisoryLock
@@ -70,7 +71,7 @@ class JobContext:
     manual: bool = True
     lock: AdvisoryLock | None = None
     shutdown: threading.Event = field(default_factory=threading.Event)
-    on_progress: Any = None    # callable(str) for terminal progress, or None
+    on_progress: ProgressSink | None = None    # e.g. the terminal bar of `lifecycle-cli run`
 
     def table_settings(self, table: str) -> TableSettings:
         return self.settings.for_table(table)
@@ -99,9 +100,10 @@ class JobContext:
         if not self.window_open(job):
             raise StopRequested(f"{job}: outside its window at {self.clock.now():%H:%M} UTC")
 
-    def progress(self, message: str) -> None:
+    def progress(self, message: str, done: int | None = None, total: int | None = None, unit: str = "") -> None:
+        """Report progress (lifecycle/progress.py): `done` of `total` `unit`s, or just a message."""
         if self.on_progress is not None:
-            self.on_progress(message)
+            self.on_progress(Progress(message, done, total, unit))
 
 
 def load_recovered(ctx: JobContext, req: JobRequest,

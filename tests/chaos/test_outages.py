@@ -64,10 +64,10 @@ class CallHook:
         self.calls = 0
         self.rate = float(getattr(inner, "rate", 0.0))
 
-    def acquire(self, nbytes: int) -> float:
+    def acquire(self, nbytes: int, direction: str = "unspecified") -> float:
         self.calls += 1
         self.hook(self.calls)
-        return float(self.inner.acquire(nbytes))
+        return float(self.inner.acquire(nbytes, direction))
 
 
 def _listening(port: int) -> bool:

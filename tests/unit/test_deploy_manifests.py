@@ -200,7 +200,10 @@ def test_beat_is_a_single_recreated_redbeat_pod_and_flower_has_basic_auth_from_a
         "celery", "-A", "workers.app", "beat", "-S", "redbeat.RedBeatScheduler"]
     flower = by_kind(docs, "Deployment")["lifecycle-flower"]
     (c,) = pod_spec(flower)["containers"]
-    assert c["command"] == ["celery", "-A", "workers.app", "flower", "--port=5555"]
+    from workers.flower_defaults import TASKS_COLUMNS
+
+    assert c["command"] == ["celery", "-A", "workers.app", "flower", "--port=5555", "--read_only=true",
+                            f"--tasks_columns={TASKS_COLUMNS}"]
     auth = {e["name"]: e for e in c["env"]}["FLOWER_BASIC_AUTH"]
     assert auth["valueFrom"]["secretKeyRef"]["name"]
     service = by_kind(docs, "Service")["lifecycle-flower"]
