@@ -10,19 +10,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lifecycle import log, metrics, reachability
+from lifecycle import admission, log, metrics, reachability
 from lifecycle.bandwidth import Limiter, process_limiter
-from lifecycle.catalog import open_catalog, qualify, resolve_table
+from lifecycle.catalog import open_catalog
 from lifecycle.clock import Clock, default_clock
-from lifecycle.errors import BadInputError, StopRequested
+from lifecycle.errors import StopRequested
 from lifecycle.identity import worker_id
 from lifecycle.jobs.base import LOCKED, STOPPED, JobContext, JobRequest, JobResult
-from lifecycle.jobs.registry import PARTITIONED_JOBS, check_job, runner
+from lifecycle.jobs.registry import runner
 from lifecycle.lineage import guard_catalog
-from lifecycle.partitions import parse_partition
 from lifecycle.settings import Settings
 from lifecycle.state.db import database_url
 from lifecycle.state.locks import AdvisoryLock, lock_kind
+from lifecycle.state.quarantine import Quarantine
 from lifecycle.state.runs import RunStore
 from lifecycle.state.store import StateStore
 
@@ -54,15 +54,9 @@ def build_context(
 
 
 def validate_request(ctx: JobContext, job: str, table: str, partition: str | None) -> tuple[str, str | None]:
-    """Bad input is refused before anything changes: unknown job, table, or malformed partition."""
-    check_job(job)
-    identifier, tbl = resolve_table(ctx.catalog, ctx.settings, qualify(ctx.settings, table))
-    if partition is not None:
-        if job not in PARTITIONED_JOBS:
-            raise BadInputError(f"--partition: job {job!r} runs per table, not per partition")
-        key = parse_partition(partition, tbl.spec(), tbl.schema())
-        partition = key.text
-    return identifier, partition
+    """Bad input is refused before anything changes (lifecycle/admission.py: the one validation of every
+    entry point): unknown job, a table outside the fleet's set, a malformed partition."""
+    return admission.validate_request(ctx.settings, ctx.catalog, job, table, partition)
 
 
 def _trim_caches() -> None:
@@ -73,12 +67,17 @@ def _trim_caches() -> None:
         _log.warning("cache.trim_failed", error=str(exc))
 
 
-def execute(ctx: JobContext, request: JobRequest,
-            on_locked: Callable[[], None] | None = None) -> JobResult:
-    """Take the job's advisory lock, run it, record the run. A held lock → status `locked`."""
+QUARANTINED = "quarantined"   # the (job, table, partition) failed too often: skipped until released
+
+
+def execute(ctx: JobContext, request: JobRequest, on_locked: Callable[[], None] | None = None,
+            attempts: Quarantine | None = None) -> JobResult:
+    """Take the job's advisory lock, run it, record the run. A held lock → status `locked`. With `attempts`
+    (fleet runs), each attempt is counted per (job, table, partition) and a poison key is refused."""
     fn = runner(request.job)
     kind = lock_kind(request.job)
-    lock_partition = request.partition or "" if kind == request.job else ""
+    lock_partition = (request.partition or "") if kind == request.job else ""
+    key = (request.job, request.table, request.partition or "")
     runs = RunStore(ctx.store)
     run_id = request.run_id or f"{request.job}-manual-{uuid.uuid4().hex[:12]}"
     started = time.monotonic()
@@ -97,20 +96,32 @@ def execute(ctx: JobContext, request: JobRequest,
                 ctx.lock = None
         runs.ensure(run_id, request.job, request.table, request.partition or "", request.manual)
         runs.start(run_id, worker_id())
-        ctx.lock = lock
         outcome = "failed"
+        if attempts is not None and (poison := attempts.begin(*key, run_id)) is not None:
+            why = f"quarantined after {poison.failures} failed attempts; last: {poison.last_error}"
+            runs.finish(run_id, "failed", error=why)
+            metrics.JOB_RUNS.labels(request.job, request.table, QUARANTINED).inc()
+            return JobResult(request.job, request.table, request.partition, QUARANTINED, detail=[why])
+        ctx.lock = lock
         try:
             result = fn(ctx, request)
             outcome = result.status
             runs.finish(run_id, "done", result.counts)
+            if attempts is not None:
+                attempts.end(*key, run_id, ok=True)
             return result
         except StopRequested as stop:
             outcome = STOPPED
             runs.finish(run_id, "stopped", error=str(stop))
+            if attempts is not None:
+                attempts.end(*key, run_id, ok=None)
             return JobResult(request.job, request.table, request.partition, STOPPED, detail=[str(stop)])
         except BaseException as exc:
             if lock.alive():
-                runs.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+                error = f"{type(exc).__name__}: {exc}"
+                runs.finish(run_id, "failed", error=error)
+                if attempts is not None:
+                    attempts.end(*key, run_id, ok=False, error=error)
             raise
         finally:
             ctx.lock = None
