@@ -23,6 +23,8 @@ class CatalogSettings:
 class StateSettings:
     database_url: str = ""
     data_dir: str = "lifecycle-data"  # the embedded default's local folder
+    # finished job runs, finished plans and their journal rows older than this are pruned by the reaper
+    history_retention_days: int = 90
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,12 @@ class FleetSettings:
     broker_url: str = ""
     redis_url: str = ""
     metrics_port: int = 9808
+    # the largest difference between two fleet hosts' clocks the time rules allow for
+    max_clock_skew_seconds: int = 300
+    # poison partitions: a (job, table, partition) whose runs failed or died this many times in a row is
+    # quarantined (skipped) until an operator releases it or the cool-off passes
+    quarantine_after_failures: int = 5
+    quarantine_cool_off_hours: int = 24
 
 
 @dataclass(frozen=True)
@@ -192,6 +200,13 @@ def _validate(s: Settings) -> None:
         raise ConfigError("bandwidth.object_store_bytes_per_second: must be positive")
     if not 0 < s.fleet.metrics_port < 65536:
         raise ConfigError(f"fleet.metrics_port: not a port: {s.fleet.metrics_port}")
+    if s.fleet.max_clock_skew_seconds < 0:
+        raise ConfigError(f"fleet.max_clock_skew_seconds: must be 0 or more, got {s.fleet.max_clock_skew_seconds}")
+    for key in ("quarantine_after_failures", "quarantine_cool_off_hours"):
+        if getattr(s.fleet, key) < 1:
+            raise ConfigError(f"fleet.{key}: must be at least 1, got {getattr(s.fleet, key)}")
+    if s.state.history_retention_days < 1:
+        raise ConfigError(f"state.history_retention_days: must be at least 1, got {s.state.history_retention_days}")
     s.windows.paused()
     s.windows.allowed()
     _validate_table("defaults", s.defaults)
