@@ -9,6 +9,7 @@ import click
 from lifecycle.catalog import open_catalog, resolve_table
 from lifecycle.cli.common import cli, config_option, emit_json, settings_from
 from lifecycle.clock import default_clock
+from lifecycle.settings import Settings
 from lifecycle.state.db import database_url
 from lifecycle.state.locks import held_locks
 from lifecycle.state.runs import RunStore
@@ -76,6 +77,7 @@ def status(ctx: click.Context, table: str | None, as_json: bool, sub_config_path
         data["queues"] = queue_depths(settings)
     except ImportError:
         pass
+    _add_quarantine(data, settings, identifier)
     if as_json:
         emit_json(data)
         return
@@ -97,3 +99,27 @@ def status(ctx: click.Context, table: str | None, as_json: bool, sub_config_path
         click.echo(f"  {w['writer_id']} {'active' if w['active'] else 'stale'} last={w['last_heartbeat_at']}")
     if "queues" in data:
         click.echo("queues: " + ", ".join(f"{q}={n}" for q, n in data["queues"].items()))
+    _echo_quarantine(data)
+
+
+# ---- quarantined poison partitions (lifecycle/state/quarantine.py) ---------------------------------------
+
+
+def _add_quarantine(data: dict[str, Any], settings: Settings, table: str | None) -> None:
+    from lifecycle.cli.quarantine import as_dict
+    from lifecycle.state.quarantine import Quarantine
+
+    store = StateStore(database_url(settings), default_clock())
+    try:
+        rows = Quarantine.of(store, settings).quarantined(table=table)
+    finally:
+        store.close()
+    data["quarantined"] = [as_dict(h, settings.fleet.quarantine_cool_off_hours) for h in rows]
+
+
+def _echo_quarantine(data: dict[str, Any]) -> None:
+    click.echo(f"quarantined: {len(data['quarantined'])}" + (" (lifecycle-cli quarantine list | release)"
+                                                           if data["quarantined"] else ""))
+    for q in data["quarantined"]:
+        click.echo(f"  {q['job']:<22} {q['table']} {q['partition'] or '-'} failures={q['failures']}"
+                   f" since {q['quarantined_at']}")
