@@ -121,3 +121,24 @@ def test_a_dead_scheduled_run_inside_its_window_is_re_sent(ctx: Any, clock: Manu
     settings = dataclasses.replace(ctx.settings)
     report = reap(ctx.store, ctx.db_url, lambda r: sent.append(r.run_id) or "t", stale=STALE, settings=settings)
     assert sent == [run_id] and report.requeued == [run_id]
+
+
+def test_held_locks_report_the_64_bit_keys_and_a_second_taker_is_refused(ctx: Any) -> None:
+    import psycopg
+
+    from lifecycle.state.locks import AdvisoryLock, held_locks
+
+    parts = [f"mission_id=m,day=2024-03-{d:02d}" for d in range(1, 29)]
+    locks = [AdvisoryLock(ctx.db_url, "compact", TABLE, p).__enter__() for p in parts]
+    try:
+        assert all(lk.acquired for lk in locks)
+        assert any(not -2**31 <= lk.key < 2**31 for lk in locks)
+        with psycopg.connect(ctx.db_url, autocommit=True) as conn:
+            held = held_locks(conn)
+        assert sorted(h["key"] for h in held) == sorted(lk.key for lk in locks)
+        assert all(h["holder"] == f"lifecycle-lock:compact:{TABLE}" for h in held)
+        with AdvisoryLock(ctx.db_url, "compact", TABLE, parts[0]) as again:
+            assert not again.acquired
+    finally:
+        for lk in locks:
+            lk.release()
