@@ -99,7 +99,10 @@ def main() -> None:
     queued = r.llen("compaction")
     r.flushdb()
     t0 = time.perf_counter()
-    ids = _plan_compaction(None, "archive.sda_observations", manual=True)
+    from lifecycle.admission import PLAN, sign_message
+
+    auth = sign_message(settings, PLAN, "archive.sda_observations", None, True, None)  # as lifecycle-cli enqueue
+    ids = _plan_compaction(None, "archive.sda_observations", manual=True, auth=auth)
     task_s = time.perf_counter() - t0
     queued_task = r.llen("compaction")
     r.flushdb()
