@@ -22,7 +22,6 @@ from lifecycle.errors import BadInputError, PartitionError, UnknownJobError, Unk
 from lifecycle.jobs.registry import PARTITIONED_JOBS, check_job
 from lifecycle.partitions import parse_partition
 from lifecycle.settings import Settings
-from lifecycle.state.locks import lock_key, lock_kind
 
 # Why a message was refused: the only label of lifecycle_messages_rejected_total (bounded, never a table).
 REASONS = ("bad-field", "unknown-job", "unknown-table", "table-not-in-fleet", "bad-partition",
@@ -45,17 +44,9 @@ class RequestRejected(BadInputError):
 class Admitted:
     job: str
     table: str                 # qualified, in the fleet's table set
-    partition: str | None      # canonical text (per-partition jobs only)
+    partition: str | None      # canonical text (per-partition jobs only): the lock key is derived from it
     manual: bool               # verified: only a signed message is manual
     run_id: str | None         # verified: only a signed message names its run
-
-    @property
-    def lock_partition(self) -> str:
-        return (self.partition or "") if lock_kind(self.job) == self.job else ""
-
-    @property
-    def lock_key(self) -> int:
-        return lock_key(lock_kind(self.job), self.table, self.lock_partition)
 
 
 def fleet_table(settings: Settings, catalog: Catalog, name: str) -> tuple[str, Any]:

@@ -90,7 +90,7 @@ def run_job(task: Any, job: str, fields: dict[str, Any]) -> dict[str, Any]:
     except RequestRejected as exc:
         return _rejected(job, exc)
     except SoftTimeLimitExceeded:
-        _log.warning("task.soft_time_limit", job=job, table=req.table, partition=req.partition, run_id=run_id)
+        _log.warning("task.soft_time_limit", job=job, table=fields.get("table"), partition=fields.get("partition"))
         raise
     _log.event("task.done", job=job, table=req.table, partition=req.partition, run_id=run_id,
                status=result.status, counts=result.counts)
