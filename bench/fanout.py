@@ -56,13 +56,14 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=10_000)
     ap.add_argument("--files", type=int, default=2)
     ap.add_argument("--redis-db", type=int, default=12)
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379", help="Redis server (the database is --redis-db)")
     ap.add_argument("--db", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lifecycle-fanout-"))
     dbname = f"fanout_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.db, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{dbname}"')
-    broker = f"redis://127.0.0.1:6379/{args.redis_db}"
+    broker = f"{args.redis.rstrip('/')}/{args.redis_db}"
     config = work / "lifecycle.toml"
     config.write_text(
         f'[state]\ndatabase_url = "{args.db.rsplit("/", 1)[0]}/{dbname}"\ndata_dir = "{work}"\n'
