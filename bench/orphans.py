@@ -118,10 +118,10 @@ def _rss_mb() -> float:
 def measure(root: str, s3: dict[str, str] | None, clock_days: float, out: Any) -> None:
     """In a fresh process: live set, streaming scan, deletes; peak RSS."""
     from lifecycle.orphans.classify import Guards, classify_all
-    from lifecycle.orphans.delete import delete_files
     from lifecycle.orphans.listing import list_files
-    from lifecycle.orphans.paths import LiveIndex, Schemes, location_prefix
     from lifecycle.reachability import ManifestCache, live_set
+    from lifecycle.safety.deletes import TableFiles, delete_files
+    from lifecycle.safety.paths import LiveIndex, Schemes, location_prefix
 
     base_rss = _rss_mb()
     cat = _catalog_reopen(Path(root), s3)
@@ -141,7 +141,7 @@ def measure(root: str, s3: dict[str, str] | None, clock_days: float, out: Any) -
     t2 = time.monotonic()
     paths = [f.path for f in result.candidates]
     for start in range(0, len(paths), 1000):
-        delete_files(paths[start:start + 1000], guards.location, schemes, table.io.properties)
+        delete_files(paths[start:start + 1000], TableFiles.of(table, "bench.t", schemes), "clean-orphans")
     t3 = time.monotonic()
     out.put({"listed": result.listed, "live": result.counts["live"], "candidates": len(result.candidates),
              "too_young": result.counts["too-young"], "live_set_s": round(t1 - t0, 2),

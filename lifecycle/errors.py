@@ -67,6 +67,11 @@ class UnsafeDeleteError(LifecycleError):
     """A delete would touch a path outside the table location or with a mismatched scheme."""
 
 
+class UnsupportedFormatError(LifecycleError):
+    """The job would have to write metadata in a table format the installed PyIceberg cannot write; refused
+    before anything is planned or written (exit 1 for that table)."""
+
+
 class GcDisabledError(UnsafeDeleteError):
     """The table sets `gc.enabled=false`: no job may delete its files (exit 1, nothing changed)."""
 

@@ -6,11 +6,12 @@ refused commit never reaches the catalog's compare-and-swap: the metadata pointe
 `LineageValidationError`, is a PyIceberg `ValidationException`: PyIceberg does not retry it and deletes the
 manifests and manifest list it wrote for the refused snapshot.
 
-Data files of a refused commit: the gate deletes them (`remove_refused_files=True`, the default). They are
-the data files the refused snapshot ADDED (entries of its own new manifests), inside the table location and
-referenced by no snapshot of the table; nothing can ever read them. Writers that commit files they intend to
-re-use after a refusal (e.g. `add_files` of pre-existing files) pass `remove_refused_files=False`: the files
-then stay, and the orphan job removes them once they are old enough unless a live writer protects them.
+Data files of a refused commit: by default the gate deletes NOTHING. It did not create them, and it cannot
+tell a file the writer just wrote from one it registered (`add_files` of pre-existing files, which the writer
+still owns). They stay, and the orphan job removes them once they are old enough unless a live writer
+protects them. A writer whose commits only ever add files it wrote itself may opt in with
+`remove_refused_files=True`: the data files the refused snapshot ADDED, inside the table location and
+referenced by no snapshot, are then deleted through the one delete path (lifecycle.safety.deletes).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pyiceberg.table.update import AddSnapshotUpdate
 from lifecycle import log, metrics
 from lifecycle.errors import LineageValidationError
 from lifecycle.reachability import reachable_from
+from lifecycle.safety.deletes import TableFiles, delete_files
+from lifecycle.safety.paths import PathSet, is_under, parse
 
 REQUIRED_FIELDS = ("operation", "writer.id", "writer.commit_hash", "writer.invocation_id")
 
@@ -86,7 +89,7 @@ def table_name(table: Any) -> str:
 class _LineageGuard(Catalog):  # type: ignore[misc]
     """Mixed in front of the wrapped catalog's own class by `guard_catalog`."""
 
-    _lineage_remove_refused: bool = True
+    _lineage_remove_refused: bool = False
 
     def commit_table(self, table: Any, requirements: tuple[Any, ...], updates: tuple[Any, ...]) -> Any:
         name = table_name(table)
@@ -109,7 +112,7 @@ def _guarded_class(cls: Any) -> Any:
     return type(f"LineageGuarded{cls.__name__}", (_LineageGuard, cls), {})
 
 
-def guard_catalog(catalog: Any, remove_refused_files: bool = True) -> Any:
+def guard_catalog(catalog: Any, remove_refused_files: bool = False) -> Any:
     """A catalog of the same class sharing the wrapped one's state, with the lineage gate on every commit.
 
     Load tables through the returned catalog: a table's commits go through the catalog it was loaded from.
@@ -124,9 +127,8 @@ def guard_catalog(catalog: Any, remove_refused_files: bool = True) -> Any:
 
 
 def remove_refused_files(table: Any, snapshot: Any) -> list[str]:
-    """Delete the data files a refused snapshot added that nothing else references; return their paths."""
+    """Delete the data files a refused snapshot added that nothing else references (opt-in); their paths."""
     io = table.io
-    location = table.location().rstrip("/") + "/"
     added: set[str] = set()
     try:
         manifests = read_manifest_list(io.new_input(snapshot.manifest_list))
@@ -136,20 +138,14 @@ def remove_refused_files(table: Any, snapshot: Any) -> list[str]:
             for entry in mf.fetch_manifest_entry(io, discard_deleted=True):
                 if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot.snapshot_id:
                     added.add(entry.data_file.file_path)
-        referenced = reachable_from(io, table.metadata, table.metadata.snapshots).all_paths()
+        referenced = PathSet(reachable_from(io, table.metadata, table.metadata.snapshots).all_paths())
+        files = TableFiles.of(table, table_name(table))
+        prefix = files.prefix
+        doomed = [p for p in sorted(added) if p not in referenced and is_under(parse(p), prefix, files.schemes)]
+        outcome = delete_files(doomed, files, "lineage-gate")
     except Exception as exc:  # never let cleanup hide the lineage error; the orphan job is the backstop
         _log.warning("lineage.cleanup-skipped", table=table_name(table), error=f"{type(exc).__name__}: {exc}")
         return []
-    removed = []
-    for path in sorted(added - referenced):
-        if not path.startswith(location):
-            continue
-        try:
-            io.delete(path)
-        except FileNotFoundError:
-            pass
-        except Exception as exc:
-            _log.warning("lineage.cleanup-failed", path=path, error=f"{type(exc).__name__}: {exc}")
-            continue
-        removed.append(path)
-    return removed
+    for path, err in outcome.failed.items():
+        _log.warning("lineage.cleanup-failed", path=path, error=err)
+    return outcome.done

@@ -33,6 +33,10 @@ JOB_DURATION = Histogram(
 )
 PLAN_DURATION = Histogram("lifecycle_plan_duration_seconds", "Planning duration", ["job"])
 COMMIT_DURATION = Histogram("lifecycle_commit_duration_seconds", "Commit duration", ["job"])
+COMMIT_RETRIES = Counter("lifecycle_commit_retries", "Commit attempts retried after losing a race", ["job"])
+COMPACTION_GROUPS = Counter("lifecycle_compaction_groups", "Compaction file groups by outcome (committed, abandoned)",
+                            ["table", "outcome"])
+COMPACTION_COMMITS = Counter("lifecycle_compaction_commits", "Replace snapshots committed by compaction", ["table"])
 BANDWIDTH_BYTES = Counter("lifecycle_bandwidth_bytes", "Bytes charged to the bandwidth budget", ["direction"])
 BANDWIDTH_WAIT = Counter("lifecycle_bandwidth_wait_seconds", "Seconds spent waiting for bandwidth budget")
 BANDWIDTH_BUDGET = Gauge(

@@ -198,14 +198,6 @@ def trim_process_caches() -> int:
 
 
 _default_cache = ManifestCache()
-_verification_cache = ManifestCache(light=False)
-
-
-def verification_cache() -> ManifestCache:
-    """The process's reference-decoder cache, for the reachability check right before files are deleted."""
-    return _verification_cache
-
-
 def default_cache() -> ManifestCache:
     return _default_cache
 

@@ -15,9 +15,10 @@ from lifecycle.bandwidth import Limiter, process_limiter
 from lifecycle.catalog import open_catalog
 from lifecycle.clock import Clock, default_clock
 from lifecycle.errors import StopRequested
+from lifecycle.formats import check_request
 from lifecycle.identity import worker_id
 from lifecycle.jobs.base import LOCKED, STOPPED, JobContext, JobRequest, JobResult
-from lifecycle.jobs.registry import runner
+from lifecycle.jobs.registry import JobFn, runner
 from lifecycle.lineage import guard_catalog
 from lifecycle.settings import Settings
 from lifecycle.state.db import database_url
@@ -45,8 +46,8 @@ def build_context(
     url = database_url(settings)
     store = StateStore(url, clock)
     # The fleet's own commits pass the lineage gate too; staged files of a refused commit stay with the job's
-    # journal (which removes or reconciles them), so the gate does not delete them itself.
-    catalog = guard_catalog(open_catalog(settings), remove_refused_files=False)
+    # journal (which removes or reconciles them); the gate deletes nothing by default.
+    catalog = guard_catalog(open_catalog(settings))
     return JobContext(
         settings=settings, catalog=catalog, store=store, clock=clock,
         limiter=limiter or process_limiter(settings), db_url=url, manual=manual,
@@ -65,6 +66,12 @@ def _trim_caches() -> None:
         reachability.trim_process_caches()
     except Exception as exc:  # a cache is only a cache
         _log.warning("cache.trim_failed", error=str(exc))
+
+
+def _run(fn: JobFn, ctx: JobContext, request: JobRequest) -> JobResult:
+    """The job itself, after the one check of what PyIceberg can write (a refusal fails the run, changes nothing)."""
+    check_request(ctx, request)
+    return fn(ctx, request)
 
 
 QUARANTINED = "quarantined"   # the (job, table, partition) failed too often: skipped until released
@@ -91,7 +98,7 @@ def execute(ctx: JobContext, request: JobRequest, on_locked: Callable[[], None] 
         if request.dry_run:
             ctx.lock = lock
             try:
-                return fn(ctx, request)
+                return _run(fn, ctx, request)
             finally:
                 ctx.lock = None
         runs.ensure(run_id, request.job, request.table, request.partition or "", request.manual)
@@ -104,7 +111,7 @@ def execute(ctx: JobContext, request: JobRequest, on_locked: Callable[[], None] 
             return JobResult(request.job, request.table, request.partition, QUARANTINED, detail=[why])
         ctx.lock = lock
         try:
-            result = fn(ctx, request)
+            result = _run(fn, ctx, request)
             outcome = result.status
             runs.finish(run_id, "done", result.counts)
             if attempts is not None:

@@ -32,7 +32,10 @@ class FleetSettings:
     broker_url: str = ""
     redis_url: str = ""
     metrics_port: int = 9808
-    # the largest difference between two fleet hosts' clocks the time rules allow for
+    # The largest clock difference between hosts the safety rules tolerate: a writer's heartbeat stamped by
+    # its own clock, or a purge row's eligibility stamped by another worker, is judged with this margin, so
+    # a host this far behind never loses a protection and a host this far ahead never deletes early. Quiet
+    # windows use it too (beat's emission margin, a scheduled run's tolerance: lifecycle/windows.py).
     max_clock_skew_seconds: int = 300
     # poison partitions: a (job, table, partition) whose runs failed or died this many times in a row is
     # quarantined (skipped) until an operator releases it or the cool-off passes
@@ -76,6 +79,12 @@ class OrphanSettings:
 
 
 @dataclass(frozen=True)
+class CompactionSettings:
+    commit_batch_max_groups: int = 50       # groups committed together in one replace snapshot at most
+    commit_linger_seconds: float = 5.0      # a committer waits this long for sibling groups still rewriting
+
+
+@dataclass(frozen=True)
 class TableSettings:
     small_file_bytes: int = 33_554_432
     min_small_files: int = 50
@@ -98,6 +107,7 @@ class Settings:
     windows: WindowSettings = field(default_factory=WindowSettings)
     cold_tier: ColdTierSettings = field(default_factory=ColdTierSettings)
     orphans: OrphanSettings = field(default_factory=OrphanSettings)
+    compaction: CompactionSettings = field(default_factory=CompactionSettings)
     defaults: TableSettings = field(default_factory=TableSettings)
     tables: dict[str, TableSettings] = field(default_factory=dict)
     source: str = "embedded default"
@@ -129,6 +139,7 @@ _SECTIONS: dict[str, type] = {
     "windows": WindowSettings,
     "cold_tier": ColdTierSettings,
     "orphans": OrphanSettings,
+    "compaction": CompactionSettings,
     "defaults": TableSettings,
 }
 
@@ -207,6 +218,12 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"fleet.{key}: must be at least 1, got {getattr(s.fleet, key)}")
     if s.state.history_retention_days < 1:
         raise ConfigError(f"state.history_retention_days: must be at least 1, got {s.state.history_retention_days}")
+    if s.compaction.commit_batch_max_groups < 1:
+        raise ConfigError("compaction.commit_batch_max_groups: must be at least 1,"
+                          f" got {s.compaction.commit_batch_max_groups}")
+    if s.compaction.commit_linger_seconds < 0:
+        raise ConfigError("compaction.commit_linger_seconds: must be 0 or more,"
+                          f" got {s.compaction.commit_linger_seconds}")
     s.windows.paused()
     s.windows.allowed()
     _validate_table("defaults", s.defaults)

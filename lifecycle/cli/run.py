@@ -10,7 +10,7 @@ import click
 from lifecycle.catalog import all_tables
 from lifecycle.cli.common import JOB, cli, config_option, emit_json, settings_from
 from lifecycle.errors import LifecycleError
-from lifecycle.jobs.base import JobRequest, JobResult
+from lifecycle.jobs.base import ABANDONED, JobRequest, JobResult
 from lifecycle.runtime import build_context, execute, validate_request
 
 
@@ -76,7 +76,11 @@ def run(ctx: click.Context, job: str, table: str | None, partition: str | None, 
                 click.echo(f"{job}: no tables to run on")
         for line in failed:
             click.echo(f"lifecycle-cli: error: {line}", err=True)
-        if failed:
+        abandoned = [r for r in results if r.status == ABANDONED]
+        for r in abandoned:
+            click.echo(f"lifecycle-cli: error: {r.job} {r.table}: work was abandoned ({'; '.join(r.detail)})",
+                       err=True)
+        if failed or abandoned:
             sys.exit(1)
     finally:
         context.store.close()

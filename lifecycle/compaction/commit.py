@@ -1,38 +1,82 @@
-"""A rewrite commit: one snapshot replacing exactly a group's input files with its outputs.
+"""A rewrite commit: ONE `replace` snapshot replacing one or more groups' inputs with their outputs.
 
-PyIceberg 0.12 has no RewriteFiles. `ReplaceFiles` subclasses its overwrite producer so that it validates
-like Iceberg's RewriteFiles: the inputs must still be live and no new delete file may apply to them, while
-concurrent appends (to any partition) never abort it. The summary reports operation `replace`.
+PyIceberg 0.12 has no RewriteFiles. `ReplaceFiles` subclasses its overwrite producer so that it validates like
+Iceberg's RewriteFiles on every attempt, PyIceberg's internal retries included: each group is checked from its
+own base snapshot (lifecycle.compaction.validate). A group that conflicts is dropped from the batch and the
+others are committed without it; appends by others only make the attempt retry (lifecycle.safety.commit),
+never a second rewrite of the data. The summary reports operation `replace`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from pyiceberg.exceptions import CommitFailedException, ValidationException
+from pyiceberg.expressions import BooleanExpression, Or
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.table.snapshots import Operation, Summary
-from pyiceberg.table.update.snapshot import CommitWindow, _OverwriteFiles
-from pyiceberg.table.update.validate import (
-    _validate_data_files_exist,
-    _validate_no_new_deletes_for_data_files,
-)
+from pyiceberg.table.update.snapshot import _OverwriteFiles
 
-from lifecycle.errors import CommitConflictError, CommitOutcomeUnknownError
+from lifecycle.compaction.validate import RewriteCheck, WindowCache, conflicts
+from lifecycle.errors import PartitionError
+from lifecycle.partitions import parse_partition, row_filter
+from lifecycle.safety.commit import DEFAULT_POLICY, RetryPolicy, commit_with_retries
+
+
+@dataclass(frozen=True)
+class GroupCommit:
+    check: RewriteCheck
+    partition: str                    # the partition's text, to find its live files at the head
+    outputs: tuple[DataFile, ...]     # built once from the staged files' footers
+
+
+@dataclass
+class CommitResult:
+    snapshot_id: int | None = None    # None: every group was dropped, nothing committed
+    committed: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)   # group key -> the conflict that dropped it
+    attempts: int = 0
+
+
+class GroupConflict(ValidationException):  # type: ignore[misc]
+    """One group of the batch may not commit on the current head (raised inside PyIceberg's retry)."""
+
+    def __init__(self, reasons: Mapping[str, str]) -> None:
+        self.reasons = dict(reasons)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.reasons.items()))
+
+
+def head_files(table: Table, partitions: Sequence[str]) -> dict[str, DataFile]:
+    """The live data files of these partitions at the table's current snapshot, by path."""
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return {}
+    spec, schema = table.spec(), table.schema()
+    try:
+        filters: list[BooleanExpression] = [row_filter(parse_partition(p, spec, schema), spec, schema)
+                                            for p in sorted(set(partitions))]
+    except PartitionError:
+        return {}   # the spec changed: every input counts as gone, the groups conflict
+    expr = filters[0] if len(filters) == 1 else Or(*filters)
+    tasks = table.scan(row_filter=expr, snapshot_id=snapshot.snapshot_id).plan_files()
+    return {t.file.file_path: t.file for t in tasks}
 
 
 class ReplaceFiles(_OverwriteFiles):  # type: ignore[misc]
-    """Overwrite producer with rewrite semantics and a `replace` summary."""
+    """Overwrite producer with rewrite semantics (validated per group from its base) and a `replace` summary."""
+
+    groups: Sequence[GroupCommit] = ()
+    window: WindowCache | None = None
 
     def _validate_concurrency(self) -> None:
-        window = self._commit_window
-        if window is None or window.is_empty() or window.head is None or not self._deleted_data_files:
-            return
         table = self._transaction._table
-        _validate_data_files_exist(table, window.head, self._deleted_data_files, window.base)
-        _validate_no_new_deletes_for_data_files(table, window.head, None, self._deleted_data_files, window.base)
+        live = head_files(table, [g.partition for g in self.groups])
+        bad = conflicts(table.metadata, table.io, [g.check for g in self.groups], live, self.window)
+        if bad:
+            raise GroupConflict(bad)
 
     def _summary(self, snapshot_properties: Mapping[str, str] = {}) -> Summary:
         wanted: Operation = getattr(self, "_operation")  # noqa: B009 - typed for mypy
@@ -44,30 +88,52 @@ class ReplaceFiles(_OverwriteFiles):  # type: ignore[misc]
         return Summary(wanted, **summary.additional_properties)
 
 
-def commit_replace(
-    table: Table, base_snapshot_id: int | None, deleted: Iterable[DataFile], added: Iterable[DataFile],
-    properties: Mapping[str, str],
-) -> int:
-    """Commit one replace snapshot; returns its id.
-
-    CommitConflictError: an input was removed or got a delete since `base_snapshot_id`, or the commit kept
-    conflicting (nothing landed). CommitOutcomeUnknownError: any other failure (the commit may have landed).
-    """
+def _commit_once(table: Table, groups: Sequence[GroupCommit], properties: Mapping[str, str],
+                 window: WindowCache) -> int:
+    live = head_files(table, [g.partition for g in groups])
+    bad = conflicts(table.metadata, table.io, [g.check for g in groups], live, window)
+    if bad:
+        raise GroupConflict(bad)
     tx = table.transaction()
     producer = ReplaceFiles(operation=Operation.REPLACE, transaction=tx, io=table.io,
                             snapshot_properties=dict(properties), branch=MAIN_BRANCH)
-    producer._starting_snapshot_id = base_snapshot_id  # validate from the plan's pin, also on retries
-    for df in deleted:
-        producer.delete_data_file(df)
-    for df in added:
-        producer.append_data_file(df)
-    try:
-        producer._commit_window = CommitWindow.resolve(tx.table_metadata, base_snapshot_id, MAIN_BRANCH)
-        producer._validate_concurrency()
-        producer.commit()
-        tx.commit_transaction()
-    except (ValidationException, CommitFailedException) as exc:
-        raise CommitConflictError(f"replace commit on {table.name()}: {exc}") from exc
-    except Exception as exc:
-        raise CommitOutcomeUnknownError(f"replace commit on {table.name()}: {type(exc).__name__}: {exc}") from exc
+    producer.groups, producer.window = groups, window
+    for g in groups:
+        for path in sorted(g.check.inputs):
+            producer.delete_data_file(live[path])
+        for df in g.outputs:
+            producer.append_data_file(df)
+    producer.commit()
+    tx.commit_transaction()
     return int(producer.snapshot_id)
+
+
+def commit_groups(table: Table, groups: Sequence[GroupCommit], properties: Callable[[list[str]], Mapping[str, str]],
+                  policy: RetryPolicy = DEFAULT_POLICY,
+                  on_retry: Callable[[int, BaseException], None] | None = None) -> CommitResult:
+    """Commit the groups in one snapshot, dropping the ones that conflict (see the module docstring).
+
+    `properties(keys)` gives the snapshot summary properties for the groups still in the batch. Raises
+    CommitOutcomeUnknownError when the outcome is unknown (nothing may then be removed), CommitConflictError
+    when the table kept changing past the retry policy (nothing landed).
+    """
+    result = CommitResult()
+    pending = {g.check.key: g for g in groups}
+    window = WindowCache()
+
+    def attempt(n: int) -> int | None:
+        result.attempts = n
+        tbl = table.refresh()
+        try:
+            return _commit_once(tbl, list(pending.values()), properties(sorted(pending)), window) if pending else None
+        except GroupConflict as conflict:
+            for key, reason in conflict.reasons.items():
+                result.dropped[key] = reason
+                pending.pop(key, None)
+            if not pending:
+                return None
+            raise CommitFailedException(f"dropped {len(conflict.reasons)} conflicting group(s); retrying") from None
+
+    result.snapshot_id = commit_with_retries(attempt, f"replace commit on {table.name()}", policy, on_retry)
+    result.committed = sorted(pending) if result.snapshot_id is not None else []
+    return result

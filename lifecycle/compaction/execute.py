@@ -1,50 +1,48 @@
-"""Execute one file group durably, and reconcile groups a previous run left open.
+"""Stage one file group durably, and reconcile groups a previous run left open.
 
-Plan row and one `stage` journal row per output are written before any output exists. Journal states:
-pending → written → committed | removed. Plan states: planned → executing → committing → committed → done,
-or abandoned (commit conflict; staged files removed) or unknown (commit outcome unknown; files stay).
+The plan row and one `stage` journal row per output are written before any output exists. Journal states:
+pending → written → committed | removed. Plan states: planned → executing → ready (outputs staged) →
+committing → committed → done (lifecycle.compaction.committer commits ready groups in batches), or abandoned
+(a real conflict, or a run that died before staging: staged files removed), or unknown (commit outcome
+unknown: files stay until the table says whether the commit landed).
 """
 
 from __future__ import annotations
 
-import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pyiceberg.io.pyarrow import schema_to_pyarrow
-from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
-from lifecycle import metrics
-from lifecycle.compaction.commit import commit_replace
+from lifecycle.compaction.committer import COMMIT_LOCK_KIND, JOB, abandon, finish
 from lifecycle.compaction.planner import SORT, FileGroup, Strategy
 from lifecycle.compaction.rewrite import OutputOptions, compaction_threads, rewrite_group, row_group_rows
-from lifecycle.compaction.scan import live_files
-from lifecycle.datafiles import data_file_from_parquet
-from lifecycle.errors import CommitConflictError, CommitOutcomeUnknownError, UnsafeDeleteError
 from lifecycle.faults import crash_point
-from lifecycle.identity import fleet_properties
 from lifecycle.jobs.base import JobContext
-from lifecycle.partitions import PartitionKey, parse_partition
+from lifecycle.partitions import parse_partition
+from lifecycle.safety.landed import LiveSets, landed, settled
+from lifecycle.safety.staged import remove_staged
+from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.models import (
     ABANDONED,
     COMMITTED,
     COMMITTING,
     DONE,
     EXECUTING,
-    OPEN_PLAN_STATES,
     PENDING,
     PLANNED,
-    REMOVED,
+    READY,
+    STAGE,
+    STAGED_KINDS,
+    STAGED_OPEN_STATES,
     UNKNOWN,
     WRITTEN,
     NewEntry,
     Plan,
 )
 
-JOB = "compact"
-STAGE = "stage"
-PLAN_ID_KEY = "lifecycle.plan-id"
 RESUME = "resume"
 
 
@@ -56,78 +54,62 @@ class Tally:
         self.counts[key] = self.counts.get(key, 0) + n
 
 
-def _key(table: Table, partition: str) -> PartitionKey:
-    return parse_partition(partition, table.spec(), table.schema())
-
-
-def partition_files(table: Table, partition: str) -> dict[str, DataFile]:
-    found = live_files(table, _key(table, partition))[1].get(partition)
-    return found.files if found is not None else {}
-
-
 def output_paths(table: Table, partition: str, plan_id: str, n: int) -> list[str]:
-    part_path = table.spec().partition_to_path(_key(table, partition).record(), table.schema())
+    key = parse_partition(partition, table.spec(), table.schema())
+    part_path = table.spec().partition_to_path(key.record(), table.schema())
     base = f"{table.location().rstrip('/')}/data/{part_path}"
     return [f"{base}/compact-{plan_id[:13]}-{i:05d}.parquet" for i in range(n)]
 
 
-def remove_staged(ctx: JobContext, table: Table, plan_id: str) -> int:
-    """Delete a plan's staged files (missing counts as done) and mark their entries removed."""
-    location = table.location().rstrip("/") + "/"
-    removed = 0
-    for entry in ctx.store.entries(plan_id=plan_id, kind=STAGE, states=(PENDING, WRITTEN)):
-        if not entry.path.startswith(location):
-            raise UnsafeDeleteError(f"staged file {entry.path} is outside the table location {location}")
-        try:
-            table.io.delete(entry.path)
-        except FileNotFoundError:
-            pass
-        ctx.store.transition_entries([entry.entry_id], (PENDING, WRITTEN), REMOVED)
-        removed += 1
-    return removed
+def _reconcile_committing(ctx: JobContext, table: Table, plan: Plan, live: LiveSets, tally: Tally) -> None:
+    """A plan whose commit may have landed: decided from the table, under the table's commit lock."""
+    with AdvisoryLock(ctx.db_url, COMMIT_LOCK_KIND, plan.table_name) as lock:
+        if not lock.acquired:
+            tally.add("recovery_deferred")   # a committer is at work on this table: it owns the plan now
+            return
+        current = ctx.store.plan(plan.plan_id)
+        if current is None or current.state not in (COMMITTING, UNKNOWN, COMMITTED):
+            return
+        if current.state != COMMITTED and not settled(ctx.catalog, current.updated_at, ctx.clock.now()):
+            tally.add("recovery_unsettled")
+            return
+        staged = [e.path for e in ctx.store.entries(plan_id=plan.plan_id, kind=STAGE)]
+        if current.state == COMMITTED or landed(table.refresh(), staged, live, ctx.schemes()):
+            finish(ctx, current, plan.table_name)
+            tally.add("recovered_committed")
+        else:
+            abandon(ctx, table, current, current.state, "recovery: the commit did not land")
+            tally.add("recovered_removed")
 
 
-def _finish(ctx: JobContext, plan: Plan, table_name: str, n_inputs: int, bytes_out: int) -> None:
-    entries = ctx.store.entries(plan_id=plan.plan_id, kind=STAGE, states=(PENDING, WRITTEN))
-    ctx.store.transition_entries([e.entry_id for e in entries], (PENDING, WRITTEN), COMMITTED)
-    ctx.store.transition_plan(plan.plan_id, (COMMITTING, COMMITTED, UNKNOWN, EXECUTING, PLANNED), DONE)
-    metrics.FILES_COMPACTED.labels(table_name).inc(n_inputs)
-    metrics.BYTES_REWRITTEN.labels(table_name).inc(bytes_out)
+def recover(ctx: JobContext, table: Table, table_name: str, partition: str, tally: Tally,
+            live: LiveSets | None = None) -> set[str]:
+    """Reconcile this partition's open plans with the table (the caller holds the partition lock).
 
-
-def landed(table: Table, plan_id: str) -> bool:
-    return any(s.summary is not None and s.summary.get(PLAN_ID_KEY) == plan_id for s in table.snapshots())
-
-
-def recover(ctx: JobContext, table: Table, table_name: str, partition: str, tally: Tally) -> set[str]:
-    """Reconcile open plans of this partition with the catalog: finish landed ones, clean the rest.
-
-    Returns the input paths a stopped run recorded as still to do (its resume marker), if any.
-    """
-    plans = ctx.store.open_plans(JOB, table_name, partition)
+    planned/executing: the run died before staging was complete, nothing can have landed → abandoned and
+    its staged files removed. ready: left to the table's batched commit. committing/unknown/committed:
+    reconciled from the table itself under the commit lock. Plans abandoned earlier whose staged files a
+    crash left behind are cleaned too. Returns the input paths a stopped run recorded as still to do."""
+    live = live or LiveSets()
     resume: set[str] = set()
-    if not plans:
-        return resume
-    table.refresh()
-    for plan in plans:
+    for plan in ctx.store.open_plans(JOB, table_name, partition):
         if RESUME in plan.payload:
             resume |= {path for g in plan.payload[RESUME] for path in FileGroup.from_dict(g).paths()}
             ctx.store.transition_plan(plan.plan_id, PLANNED, DONE, {"resumed_at": ctx.clock.now().isoformat()})
-            continue
-        group = FileGroup.from_dict(plan.payload["group"])
-        staged = {e.path for e in ctx.store.entries(plan_id=plan.plan_id, kind=STAGE)}
-        live = set(partition_files(table, partition))
-        if landed(table, plan.plan_id) or staged & live:
-            _finish(ctx, plan, table_name, len(group.inputs), int(plan.progress.get("bytes_out", 0)))
-            tally.add("recovered_committed")
-        else:
-            remove_staged(ctx, table, plan.plan_id)
-            ctx.store.transition_plan(plan.plan_id, OPEN_PLAN_STATES, ABANDONED, {"reason": "not landed"})
+        elif plan.state in (PLANNED, EXECUTING):
+            abandon(ctx, table, plan, plan.state, "recovery: the run died before its outputs were staged")
             tally.add("recovered_removed")
+        elif plan.state in (COMMITTING, UNKNOWN, COMMITTED):
+            _reconcile_committing(ctx, table, plan, live, tally)
+        elif plan.state == READY:
+            tally.add("recovered_ready")
+    for plan_id in ctx.store.closed_plans_with_open_entries(JOB, table_name, [ABANDONED], STAGED_KINDS,
+                                                           STAGED_OPEN_STATES):
+        remove_staged(ctx.store, table, table_name, plan_id, ctx.schemes(), JOB)
     return resume
 
 
-def record_resume(ctx: JobContext, table_name: str, partition: str, groups: list[FileGroup],
+def record_resume(ctx: JobContext, table_name: str, partition: str, groups: Sequence[FileGroup],
                   base_snapshot_id: int | None, run_id: str | None) -> None:
     """A stopped run records the groups it did not reach; the next run continues with exactly those."""
     if groups:
@@ -135,18 +117,22 @@ def record_resume(ctx: JobContext, table_name: str, partition: str, groups: list
                               base_snapshot_id, run_id=run_id)
 
 
-def run_group(ctx: JobContext, table: Table, table_name: str, partition: str, strategy: Strategy,
-              group: FileGroup, base_snapshot_id: int | None, run_id: str | None, tally: Tally) -> bool:
-    """Rewrite and commit one group. True when it committed, False when it was abandoned."""
+def stage_group(ctx: JobContext, table: Table, table_name: str, partition: str, strategy: Strategy,
+                group: FileGroup, base_snapshot_id: int | None, run_id: str | None,
+                locks: Sequence[AdvisoryLock] = ()) -> str:
+    """Rewrite one group into staged outputs and mark its plan ready for the table's commit; returns the plan id.
+
+    The locks this run holds are checked right before the plan becomes ready: a run that lost its lock stops
+    without handing anything to the committer (whoever took the lock over reconciles the plan)."""
     plan_id = str(uuid.uuid4())
     paths = output_paths(table, partition, plan_id, group.output_count)
-    payload = {"strategy": strategy.to_dict(), "group": group.to_dict(), "outputs": paths}
-    plan = ctx.store.create_plan(JOB, table_name, partition, payload, base_snapshot_id, run_id=run_id,
-                                 plan_id=plan_id,
-                                 entries={STAGE: [NewEntry(p, None, None, {"index": i}) for i, p in enumerate(paths)]})
+    sort_order_id = strategy.sort_order_id if strategy.name == SORT else None
+    payload = {"strategy": strategy.to_dict(), "group": group.to_dict(), "outputs": paths,
+               "spec_id": table.spec().spec_id, "sort_order_id": sort_order_id}
+    ctx.store.create_plan(JOB, table_name, partition, payload, base_snapshot_id, run_id=run_id, plan_id=plan_id,
+                          entries={STAGE: [NewEntry(p, None, None, {"index": i}) for i, p in enumerate(paths)]})
     ctx.store.transition_plan(plan_id, PLANNED, EXECUTING)
     ids = {e.path: e.entry_id for e in ctx.store.entries(plan_id=plan_id, kind=STAGE)}
-
     done: list[int] = []
 
     def on_written(index: int, path: str, bytes_so_far: int) -> None:
@@ -162,38 +148,9 @@ def run_group(ctx: JobContext, table: Table, table_name: str, partition: str, st
                             compression_level=int(level) if level else None)
     bytes_out = rewrite_group(table.io, group.inputs, paths, strategy, options, ctx.limiter,
                               threads=compaction_threads(), on_written=on_written)
-    sort_order_id = strategy.sort_order_id if strategy.name == SORT else None
-    ctx.store.transition_plan(plan_id, EXECUTING, COMMITTING, {"bytes_out": bytes_out})
-    if ctx.lock is not None:
-        ctx.lock.ensure_alive()
-    ctx.progress(f"compact {table_name} [{partition}]: committing {len(group.inputs)} → {len(paths)} files")
-    started = time.monotonic()
-    try:
-        table.refresh()
-        current = partition_files(table, partition)
-        missing = [f.path for f in group.inputs if f.path not in current]
-        if missing:
-            raise CommitConflictError(f"{len(missing)} input file(s) were removed concurrently, e.g. {missing[0]}")
-        added = [data_file_from_parquet(table.io, table.metadata, p, sort_order_id) for p in paths]
-        commit_replace(table, base_snapshot_id, [current[f.path] for f in group.inputs], added,
-                       fleet_properties(plan_id, JOB))
-    except CommitConflictError as exc:
-        remove_staged(ctx, table, plan_id)
-        ctx.store.transition_plan(plan_id, COMMITTING, ABANDONED, {"reason": str(exc)[:500]})
-        tally.add("groups_abandoned")
-        ctx.progress(f"compact {table_name} [{partition}]: group abandoned: {exc}")
-        return False
-    except CommitOutcomeUnknownError as exc:
-        ctx.store.transition_plan(plan_id, COMMITTING, UNKNOWN, {"reason": str(exc)[:500]})
-        raise
-    finally:
-        metrics.COMMIT_DURATION.labels(JOB).observe(time.monotonic() - started)
-    crash_point("compact.after-commit")
-    ctx.store.transition_plan(plan_id, COMMITTING, COMMITTED)
-    _finish(ctx, ctx.store.plan(plan_id) or plan, table_name, len(group.inputs), bytes_out)
-    tally.add("groups_committed")
-    tally.add("files_in", len(group.inputs))
-    tally.add("files_out", len(paths))
-    tally.add("bytes_in", group.input_bytes)
-    tally.add("bytes_out", bytes_out)
-    return True
+    for lock in (ctx.lock, *locks):
+        if lock is not None:
+            lock.ensure_alive()
+    ctx.store.transition_plan(plan_id, EXECUTING, READY, {"bytes_out": bytes_out})
+    crash_point("compact.after-ready")
+    return plan_id

@@ -1,7 +1,9 @@
 """`compact`: rewrite the small files of a table's partitions (bin-pack, sort or Z-order).
 
 With --partition the runtime already holds that partition's lock. Without it every candidate partition
-(and every partition with an open plan) is processed under its own lock; a held one is skipped.
+(and every partition with an open plan) is processed under its own lock; a held one is skipped. Each
+partition's groups are staged, then committed through the table's batched committer; a group abandoned for a
+real conflict makes the run's status `abandoned` (never `done`).
 """
 
 from __future__ import annotations
@@ -13,15 +15,22 @@ from contextlib import ExitStack
 from pyiceberg.table import Table
 
 from lifecycle import metrics
-from lifecycle.compaction.execute import JOB, Tally, record_resume, recover, run_group
+from lifecycle.compaction.committer import await_outcome, batch_settings
+from lifecycle.compaction.execute import RESUME, Tally, record_resume, recover, stage_group
 from lifecycle.compaction.planner import PartitionPlan, TablePlan, Thresholds, plan_partition, plan_table
 from lifecycle.compaction.rewrite import compaction_threads
 from lifecycle.compaction.scan import live_files
 from lifecycle.compaction.strategy import select_strategy, thresholds_for
-from lifecycle.errors import StopRequested
-from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
+from lifecycle.errors import CommitOutcomeUnknownError, StopRequested
+from lifecycle.jobs.base import ABANDONED, DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
 from lifecycle.partitions import PartitionKey, parse_partition
+from lifecycle.safety.landed import LiveSets
 from lifecycle.state.locks import AdvisoryLock
+from lifecycle.state.models import ABANDONED as PLAN_ABANDONED
+from lifecycle.state.models import DONE as PLAN_DONE
+from lifecycle.state.models import READY, UNKNOWN
+
+JOB = "compact"
 
 
 def _plan(table: Table, name: str, key: PartitionKey | None, thresholds: Thresholds) -> TablePlan:
@@ -42,9 +51,33 @@ def describe(plan: TablePlan) -> list[str]:
     return lines or ["no partition needs compaction"]
 
 
+def _settle(ctx: JobContext, req: JobRequest, plan_ids: list[str], tally: Tally) -> None:
+    """Wait for the batched commit of these groups and count what became of them."""
+    if not plan_ids:
+        return
+    states = await_outcome(ctx, req.table, plan_ids, batch_settings(ctx))
+    for plan_id, state in states.items():
+        plan = ctx.store.plan(plan_id)
+        group = plan.payload.get("group", {}) if plan is not None else {}
+        if state == PLAN_DONE:
+            tally.add("groups_committed")
+            tally.add("files_in", int(group.get("input_files", 0)))
+            tally.add("files_out", len(plan.payload.get("outputs", ())) if plan is not None else 0)
+            tally.add("bytes_in", int(group.get("input_bytes", 0)))
+            tally.add("bytes_out", int(plan.progress.get("bytes_out", 0)) if plan is not None else 0)
+        elif state == PLAN_ABANDONED:
+            tally.add("groups_abandoned")
+    unknown = [p for p, s in states.items() if s == UNKNOWN]
+    if unknown:
+        raise CommitOutcomeUnknownError(f"compact {req.table}: the outcome of {len(unknown)} group commit(s) is"
+                                        " unknown; their files stay and the next run reconciles them")
+
+
 def _partition(ctx: JobContext, req: JobRequest, table: Table, partition: str, thresholds: Thresholds,
-               tally: Tally, lock: AdvisoryLock | None) -> None:
-    resume = recover(ctx, table, req.table, partition, tally)
+               tally: Tally, lock: AdvisoryLock | None, live: LiveSets) -> None:
+    resume = recover(ctx, table, req.table, partition, tally, live)
+    waiting = [p.plan_id for p in ctx.store.open_plans(JOB, req.table, partition)
+               if p.state == READY and RESUME not in p.payload]
     table.refresh()
     started = time.monotonic()
     strategy = select_strategy(table.properties, table.sort_order(), table.schema())
@@ -55,23 +88,27 @@ def _partition(ctx: JobContext, req: JobRequest, table: Table, partition: str, t
     if found is not None and resume:  # continue exactly where a stopped run left off
         infos = [f for f in found.infos() if f.path in resume]
         plan = plan_partition(partition, infos, strategy, dataclasses.replace(thresholds, min_small_files=2))
-    elif found is not None:
+    elif found is not None and not waiting:
         plan = plan_partition(partition, found.infos(), strategy, thresholds)
     metrics.PLAN_DURATION.labels(JOB).observe(time.monotonic() - started)
-    if plan is None:
-        return
-    tally.add("partitions")
-    for i, group in enumerate(plan.groups):
+    staged: list[str] = list(waiting)
+    if plan is not None:
+        tally.add("partitions")
         try:
-            ctx.checkpoint(JOB)
+            for i, group in enumerate(plan.groups):
+                try:
+                    ctx.checkpoint(JOB)
+                except StopRequested:
+                    record_resume(ctx, req.table, partition, list(plan.groups[i:]), snapshot_id, req.run_id)
+                    raise
+                ctx.progress(f"compact {req.table} [{partition}]: group {i + 1}/{len(plan.groups)}:"
+                             f" {len(group.inputs)} files -> {group.output_count}")
+                staged.append(stage_group(ctx, table, req.table, partition, strategy, group, snapshot_id,
+                                          req.run_id, [lock] if lock is not None else []))
         except StopRequested:
-            record_resume(ctx, req.table, partition, list(plan.groups[i:]), snapshot_id, req.run_id)
+            _settle(ctx, req, staged, tally)    # what is staged still commits; the rest resumes next run
             raise
-        if lock is not None:
-            lock.ensure_alive()
-        ctx.progress(f"compact {req.table} [{partition}]: group {i + 1}/{len(plan.groups)}:"
-                     f" {len(group.inputs)} files -> {group.output_count}")
-        run_group(ctx, table, req.table, partition, strategy, group, snapshot_id, req.run_id, tally)
+    _settle(ctx, req, staged, tally)
 
 
 def run(ctx: JobContext, req: JobRequest) -> JobResult:
@@ -87,9 +124,10 @@ def run(ctx: JobContext, req: JobRequest) -> JobResult:
                   "planned_outputs": sum(g.output_count for p in plan.partitions for g in p.groups)}
         return JobResult(JOB, req.table, req.partition, DRY_RUN, counts, plan=plan.to_dict(), detail=describe(plan))
     tally = Tally()
+    live = LiveSets()
     try:
         if key is not None:
-            _partition(ctx, req, table, key.text, thresholds, tally, None)
+            _partition(ctx, req, table, key.text, thresholds, tally, None, live)
         else:
             candidates = {p.partition for p in _plan(table, req.table, None, thresholds).partitions}
             candidates |= {p.partition for p in ctx.store.open_plans(JOB, req.table)}
@@ -100,10 +138,14 @@ def run(ctx: JobContext, req: JobRequest) -> JobResult:
                     if not lock.acquired:
                         tally.add("partitions_locked")
                         continue
-                    _partition(ctx, req, table, partition, thresholds, tally, lock)
+                    _partition(ctx, req, table, partition, thresholds, tally, lock, live)
     except StopRequested as stop:
         done = tally.counts.get("groups_committed", 0)
         raise StopRequested(f"{stop}; {done} group(s) committed, the next run continues") from stop
-    status = DONE if any(tally.counts.get(k) for k in ("groups_committed", "groups_abandoned",
-                                                        "recovered_committed", "recovered_removed")) else NOTHING_TO_DO
-    return JobResult(JOB, req.table, req.partition, status, {k: v for k, v in tally.counts.items()})
+    counts = dict(tally.counts)
+    if counts.get("groups_abandoned"):
+        return JobResult(JOB, req.table, req.partition, ABANDONED, dict(counts),
+                         detail=[f"{counts['groups_abandoned']} group(s) abandoned after a real conflict (inputs"
+                                 " removed or given deletes since the plan); their staged files were removed"])
+    worked = any(counts.get(k) for k in ("groups_committed", "recovered_committed", "recovered_removed"))
+    return JobResult(JOB, req.table, req.partition, DONE if worked else NOTHING_TO_DO, dict(counts))

@@ -18,7 +18,9 @@ from urllib.parse import urlparse
 from pyiceberg.io import FileIO
 
 from lifecycle.bandwidth import Limiter
+from lifecycle.errors import UnsafeDeleteError
 from lifecycle.s3 import s3_client
+from lifecycle.safety.paths import Schemes, location_prefix, parse, require_under
 
 CHUNK = 8 * 1024 * 1024
 _COPY_OBJECT_MAX = 5 * 1024**3
@@ -88,11 +90,21 @@ class S3ColdTier:
 
 class LocalColdTier:
     def __init__(self, root: str, limiter: Limiter) -> None:
-        self.root = Path(root.removeprefix("file://"))
+        self.root = Path(parse(root).path)
         self.limiter = limiter
 
+    def _dest(self, relative: str) -> Path:
+        """The copy's path, refused (UnsafeDeleteError) unless it lies inside the cold root: by the path
+        identity (no `..`, no escape), and again after symlinks are resolved."""
+        root = location_prefix(str(self.root))
+        dest = require_under(f"{root.path}{relative}", root, Schemes())
+        real_root = os.path.realpath(self.root)
+        if not os.path.realpath(dest.path).startswith(real_root.rstrip("/") + "/"):
+            raise UnsafeDeleteError(f"cold tier: {relative} resolves outside the cold root {self.root}")
+        return Path(dest.path)
+
     def copy(self, io: FileIO, source: str, relative: str) -> Copied:
-        dest = self.root / relative
+        dest = self._dest(relative)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".partial")
         digest = hashlib.sha256()
@@ -115,7 +127,7 @@ class LocalColdTier:
         return Copied(str(dest), f"sha256:{digest.hexdigest()}", size, None)
 
     def holds(self, relative: str) -> bool:
-        return (self.root / relative).is_file()
+        return self._dest(relative).is_file()
 
 
 class _ChargedReader:

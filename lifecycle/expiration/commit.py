@@ -71,8 +71,9 @@ def commit_expiration(table: Table, base: TableMetadata, plan: ExpirePlan, plan_
     table.catalog.commit_table(table, requirements=requirements, updates=tuple(updates))
 
 
-def landed(metadata: TableMetadata, plan_id: str, expire_ids: list[int]) -> bool:
-    """Did this plan's commit land? Our property says so, or none of its snapshots is left."""
+def expiration_visible(metadata: TableMetadata, plan_id: str, expire_ids: list[int]) -> bool:
+    """Did this plan's metadata-only commit land? Our property says so, or none of its snapshots is left (it
+    stages no file; the files it drives to purge are re-checked against the live set before any delete)."""
     if metadata.properties.get(PLAN_PROPERTY) == plan_id:
         return True
     present = {s.snapshot_id for s in metadata.snapshots}

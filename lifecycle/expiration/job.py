@@ -12,21 +12,34 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from pyiceberg.exceptions import CommitFailedException
-
 from lifecycle import log, metrics
-from lifecycle.errors import CommitConflictError
-from lifecycle.expiration.commit import commit_expiration, landed
+from lifecycle.errors import CommitConflictError, LifecycleError
+from lifecycle.expiration.commit import commit_expiration, expiration_visible
 from lifecycle.expiration.plan import ExpirePlan, plan_expiration
 from lifecycle.expiration.retention import Retention, select_expired
+from lifecycle.expiration.verify import check_refs
 from lifecycle.faults import crash_point
 from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
 from lifecycle.reachability_cache import cache_for
+from lifecycle.safety.commit import as_commit_error
+from lifecycle.safety.landed import settled
+from lifecycle.safety.paths import PathSet
 from lifecycle.state import models
-from lifecycle.state.models import ABANDONED, COMMITTED, COMMITTING, PENDING, PLANNED, SKIPPED, NewEntry, Plan
+from lifecycle.state.models import (
+    ABANDONED,
+    COMMITTED,
+    COMMITTING,
+    PENDING,
+    PLANNED,
+    PURGE,
+    SKIPPED,
+    UNKNOWN,
+    NewEntry,
+    Plan,
+)
 
 JOB = "expire"
-KIND = "purge"
+KIND = PURGE
 MAX_ATTEMPTS = 3
 _log = log.get("lifecycle.expiration")
 
@@ -65,14 +78,18 @@ def run_expire(ctx: JobContext, req: JobRequest) -> JobResult:
             started = time.monotonic()
             commit_expiration(table, base, plan, row.plan_id)
             metrics.COMMIT_DURATION.labels(JOB).observe(time.monotonic() - started)
-        except CommitFailedException as exc:
+        except Exception as exc:
+            err = as_commit_error(exc, f"expire {req.table}")
+            if not isinstance(err, CommitConflictError):   # may have landed: the next run reconciles
+                ctx.store.transition_plan(row.plan_id, COMMITTING, UNKNOWN, {"reason": str(err)[:500]})
+                raise err from exc
             _abandon(ctx, row.plan_id, f"concurrent commit: {exc}")
             _log.event("expire.conflict", table=req.table, plan=row.plan_id, error=str(exc))
             counts["conflicts"] = counts.get("conflicts", 0) + 1
             continue
         crash_point("expire.after-commit")
-        _confirm(ctx, row.plan_id, ts.purge_delay_hours)
         metrics.SNAPSHOTS_EXPIRED.labels(req.table).inc(len(selection.expire_ids))
+        _confirm(ctx, row.plan_id, ts.purge_delay_hours)
         return JobResult(JOB, req.table, None, DONE, counts, detail=[f"plan {row.plan_id}"])
     raise CommitConflictError(f"expire {req.table}: {MAX_ATTEMPTS} attempts lost to concurrent commits; "
                               "nothing expired, the next run re-plans")
@@ -84,20 +101,40 @@ def _entries(plan: ExpirePlan) -> list[NewEntry]:
 
 
 def _confirm(ctx: JobContext, plan_id: str, delay_hours: int) -> None:
-    """The commit landed: make the plan's purge rows eligible `delay_hours` from now, mark the plan done."""
+    """The commit landed: check no ref vanished beyond the plan's (lifecycle.expiration.verify), then make the
+    plan's purge rows eligible `delay_hours` (plus the clock-skew margin) from now and mark the plan done.
+    Rows a lost ref still reads stay inert (never purged) and the run fails naming the ref."""
+    plan = ctx.store.plan(plan_id)
+    assert plan is not None
+    table = ctx.catalog.load_table(plan.table_name)
+    check = check_refs(table, plan_id, plan.payload.get("expired_refs", []))
     confirmed = ctx.clock.now()
-    ctx.store.transition_plan(plan_id, (PLANNED, COMMITTING, COMMITTED), COMMITTED,
+    ctx.store.transition_plan(plan_id, (PLANNED, COMMITTING, COMMITTED, UNKNOWN), COMMITTED,
                               {"committed_at": confirmed.isoformat()})
-    with ctx.store.transaction() as cur:
-        cur.execute("UPDATE journal SET eligible_at = %s, updated_at = %s WHERE plan_id = %s AND kind = %s"
-                    " AND eligible_at IS NULL", (confirmed + timedelta(hours=delay_hours), confirmed, plan_id, KIND))
-    ctx.store.transition_plan(plan_id, COMMITTED, models.DONE)
+    held = PathSet(check.held_paths, ctx.schemes())
+    rows = ctx.store.entries(plan_id=plan_id, kind=KIND, states=[PENDING])
+    # undecidable: hold every row; else only what a lost ref reads
+    eligible = [] if check.undecidable is not None else [e.entry_id for e in rows if e.path not in held]
+    skew = timedelta(seconds=ctx.settings.fleet.max_clock_skew_seconds)
+    ctx.store.make_eligible(eligible, confirmed + timedelta(hours=delay_hours) + skew)
+    if check.ok:
+        ctx.store.transition_plan(plan_id, COMMITTED, models.DONE)
+        return
+    reason = (f"refs lost by the commit: {', '.join(f'{n} -> snapshot {i}' for n, i in sorted(check.lost.items()))}"
+              if check.lost else str(check.undecidable))
+    ctx.store.transition_plan(plan_id, COMMITTED, models.FAILED,
+                              {"held": len(rows) - len(eligible), "reason": reason,
+                               "metadata_before_commit": check.before_location})
+    _log.error("expire.refs_lost", table=plan.table_name, plan=plan_id, reason=reason,
+               held=len(rows) - len(eligible), metadata_before_commit=check.before_location)
+    raise LifecycleError(f"expire {plan.table_name}: {reason}; {len(rows) - len(eligible)} file(s) they read are"
+                         f" held and never purged; the table as it was is in {check.before_location}")
 
 
 def _abandon(ctx: JobContext, plan_id: str, reason: str) -> None:
     pending = [e.entry_id for e in ctx.store.entries(plan_id=plan_id, kind=KIND, states=[PENDING])]
     ctx.store.transition_entries(pending, PENDING, SKIPPED, {"reason": reason})
-    ctx.store.transition_plan(plan_id, (PLANNED, COMMITTING), ABANDONED, {"reason": reason})
+    ctx.store.transition_plan(plan_id, (PLANNED, COMMITTING, UNKNOWN), ABANDONED, {"reason": reason})
 
 
 def _reconcile(ctx: JobContext, plan: Plan, delay_hours: int) -> None:
@@ -105,10 +142,12 @@ def _reconcile(ctx: JobContext, plan: Plan, delay_hours: int) -> None:
         _confirm(ctx, plan.plan_id, delay_hours)
         return
     metadata = ctx.catalog.load_table(plan.table_name).metadata
-    if landed(metadata, plan.plan_id, list(plan.payload.get("expire_ids", []))):
+    if expiration_visible(metadata, plan.plan_id, list(plan.payload.get("expire_ids", []))):
         _log.event("expire.recovered", table=plan.table_name, plan=plan.plan_id, landed=True)
-        _confirm(ctx, plan.plan_id, delay_hours)
         metrics.SNAPSHOTS_EXPIRED.labels(plan.table_name).inc(len(plan.payload.get("expire_ids", [])))
+        _confirm(ctx, plan.plan_id, delay_hours)
+    elif plan.state in (COMMITTING, UNKNOWN) and not settled(ctx.catalog, plan.updated_at, ctx.clock.now()):
+        _log.event("expire.unsettled", table=plan.table_name, plan=plan.plan_id)   # may still land: wait
     else:
         _log.event("expire.recovered", table=plan.table_name, plan=plan.plan_id, landed=False)
         _abandon(ctx, plan.plan_id, "commit did not land before a crash; re-planned")

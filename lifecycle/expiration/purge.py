@@ -3,6 +3,13 @@
 Each step is journaled (pending → copied → deleted, or skipped), so a crash anywhere resumes: a row whose
 cold copy is already recorded is not copied again; a row marked copied is only deleted; deleting a
 missing file counts as done. Before any delete the cold copy is checked to be there.
+
+Rows are read in batches by entry id (memory bounded by a batch, not the backlog). The live set is built
+once per run from the table's current metadata and rebuilt only when the metadata moves (a commit or a
+rollback may revive a file); its manifests are cached, so a rebuild reads only what is new. Paths are
+compared through the one path identity (lifecycle.safety.paths): a file Spark recorded as `file:/...`
+under a `file:///...` location is inside it, and a path whose identity cannot be decided is skipped, never
+deleted. A table with `gc.enabled=false` has nothing purged (the run refuses; its rows stay held).
 """
 
 from __future__ import annotations
@@ -10,16 +17,18 @@ from __future__ import annotations
 from typing import Any
 
 from lifecycle import log, metrics
-from lifecycle.errors import UnsafeDeleteError
+from lifecycle.errors import LifecycleError, UnsafeDeleteError
 from lifecycle.expiration.coldtier import ColdTier, cold_tier
 from lifecycle.faults import crash_point
 from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
-from lifecycle.reachability import live_set, verification_cache
-from lifecycle.state.models import COPIED, DELETED, PENDING, SKIPPED, ColdObject, JournalEntry
+from lifecycle.safety.deletes import TableFiles, check_gc_enabled, delete_files
+from lifecycle.safety.landed import LiveSets
+from lifecycle.safety.paths import relative_to
+from lifecycle.state.models import COPIED, DELETED, PENDING, PURGE, SKIPPED, ColdObject, JournalEntry
 
 JOB = "purge"
-KIND = "purge"
-BATCH = 200
+KIND = PURGE
+BATCH = 500
 _log = log.get("lifecycle.purge")
 
 
@@ -28,52 +37,56 @@ def run_purge(ctx: JobContext, req: JobRequest) -> JobResult:
         ctx.checkpoint(JOB)   # a scheduled run outside 00:00-06:00 stops here
     now = ctx.clock.now()
     counts: dict[str, int | float] = {"copied": 0, "deleted": 0, "skipped": 0, "gone": 0, "bytes_copied": 0}
-    eligible = ctx.store.entries(kind=KIND, table_name=req.table, states=[PENDING, COPIED], eligible_before=now)
-    waiting = len(ctx.store.entries(kind=KIND, table_name=req.table, states=[PENDING]))
-    counts["not_yet_eligible"] = waiting - sum(1 for e in eligible if e.state == PENDING)
+    eligible = ctx.store.count_entries(KIND, req.table, [PENDING, COPIED], eligible_before=now)
+    counts["not_yet_eligible"] = ctx.store.count_entries(KIND, req.table, [PENDING]) - ctx.store.count_entries(
+        KIND, req.table, [PENDING], eligible_before=now)
     if req.dry_run:
-        return JobResult(JOB, req.table, None, DRY_RUN, {**counts, "eligible": len(eligible)},
-                         plan={"eligible": [{"path": e.path, "state": e.state, "bytes": e.bytes}
-                                            for e in eligible[:200]]})
+        first = ctx.store.entries(kind=KIND, table_name=req.table, states=[PENDING, COPIED], eligible_before=now,
+                                  limit=200)
+        return JobResult(JOB, req.table, None, DRY_RUN, {**counts, "eligible": eligible},
+                         plan={"eligible": [{"path": e.path, "state": e.state, "bytes": e.bytes} for e in first]})
     if not eligible:
         return JobResult(JOB, req.table, None, NOTHING_TO_DO, counts)
     table = ctx.catalog.load_table(req.table)
+    check_gc_enabled(table.properties, req.table, JOB)   # refuse before anything is copied or deleted
     tier = cold_tier(ctx.settings.cold_tier_uri, ctx.settings.cold_tier.storage_class, ctx.limiter,
                      dict(table.io.properties))
-    location = table.location().rstrip("/") + "/"
-    table_dir = req.table.replace(".", "/")
-    for start in range(0, len(eligible), BATCH):
+    live = LiveSets()
+    after = 0
+    while True:
         ctx.checkpoint(JOB)
-        batch = eligible[start:start + BATCH]
+        batch = ctx.store.entries(kind=KIND, table_name=req.table, states=[PENDING, COPIED], eligible_before=now,
+                                  after_entry_id=after, limit=BATCH)
+        if not batch:
+            break
+        after = batch[-1].entry_id
         table = table.refresh()   # re-verify against CURRENT metadata: a rollback may have revived a file
-        # reference decoders only: the check that decides a delete never rests on the light Avro readers
-        live = live_set(table.io, table.metadata, table.metadata_location, verification_cache())
-        recorded = _recorded(ctx, req.table, [e.path for e in batch])
+        check_gc_enabled(table.properties, req.table, JOB)
+        files = TableFiles.of(table, req.table, ctx.schemes())
+        members = live.pathset(table, files.schemes)
+        recorded = ctx.store.recorded_cold(req.table, [e.path for e in batch])
         for entry in batch:
-            _purge_one(ctx, req.table, table.io, tier, entry, live, recorded, location, table_dir, counts)
+            _purge_one(ctx, files, tier, entry, entry.path in members, recorded, counts)
+        ctx.progress(f"purge {req.table}: {counts['deleted']} deleted, {counts['copied']} copied")
     return JobResult(JOB, req.table, None, DONE, counts)
 
 
-def _recorded(ctx: JobContext, table: str, paths: list[str]) -> set[str]:
-    with ctx.store.cursor() as cur:
-        cur.execute("SELECT source_path FROM cold_objects WHERE table_name = %s AND source_path = ANY(%s)",
-                    (table, paths))
-        return {r["source_path"] for r in cur.fetchall()}
+def _skip(ctx: JobContext, entry: JournalEntry, reason: str, counts: dict[str, int | float]) -> None:
+    ctx.store.transition_entries([entry.entry_id], entry.state, SKIPPED, {"reason": reason})
+    counts["skipped"] += 1
 
 
-def _purge_one(ctx: JobContext, table_name: str, io: Any, tier: ColdTier, entry: JournalEntry, live: set[str],
-               recorded: set[str], location: str, table_dir: str, counts: dict[str, int | float]) -> None:
-    if entry.path in live:
-        ctx.store.transition_entries([entry.entry_id], entry.state, SKIPPED,
-                                     {"reason": "reachable again from current metadata (revived)"})
-        counts["skipped"] += 1
+def _purge_one(ctx: JobContext, files: TableFiles, tier: ColdTier, entry: JournalEntry, revived: bool,
+               recorded: set[str], counts: dict[str, int | float]) -> None:
+    if revived:
+        _skip(ctx, entry, "reachable again from current metadata (revived)", counts)
         return
-    if not entry.path.startswith(location):
-        ctx.store.transition_entries([entry.entry_id], entry.state, SKIPPED,
-                                     {"reason": f"outside the table location {location}: never deleted"})
-        counts["skipped"] += 1
+    try:
+        relative = f"{files.identifier.replace('.', '/')}/{relative_to(entry.path, files.prefix, files.schemes)}"
+    except UnsafeDeleteError as exc:
+        _skip(ctx, entry, f"never deleted: {exc}", counts)
         return
-    relative = f"{table_dir}/{entry.path[len(location):]}"
+    io = files.io
     state = entry.state
     held = False   # the cold copy was seen (or made) in this run
     if state == PENDING and entry.path in recorded and tier.holds(relative):
@@ -82,8 +95,8 @@ def _purge_one(ctx: JobContext, table_name: str, io: Any, tier: ColdTier, entry:
     if state == COPIED and not held:
         if not tier.holds(relative):
             if not io.new_input(entry.path).exists():
-                raise UnsafeDeleteError(f"purge {table_name}: {entry.path} is gone and its cold copy is missing")
-            _copy(ctx, table_name, io, tier, entry, relative, counts)   # the cold copy vanished: copy again
+                raise UnsafeDeleteError(f"purge {files.identifier}: {entry.path} is gone and its cold copy is missing")
+            _copy(ctx, files.identifier, io, tier, entry, relative, counts)   # the cold copy vanished: copy again
         held = True
     if state == PENDING:
         if not io.new_input(entry.path).exists():
@@ -91,15 +104,18 @@ def _purge_one(ctx: JobContext, table_name: str, io: Any, tier: ColdTier, entry:
                                          {"note": "already gone before purge: never copied to the cold tier"})
             counts["gone"] += 1
             return
-        _copy(ctx, table_name, io, tier, entry, relative, counts)
+        _copy(ctx, files.identifier, io, tier, entry, relative, counts)
         ctx.store.transition_entries([entry.entry_id], PENDING, COPIED)
         state, held = COPIED, True
     if not held:   # unreachable by construction; the last guard before a delete
-        raise UnsafeDeleteError(f"purge {table_name}: no cold copy of {entry.path}; refusing to delete it")
-    _delete(io, entry.path)
+        raise UnsafeDeleteError(f"purge {files.identifier}: no cold copy of {entry.path}; refusing to delete it")
+    outcome = delete_files([entry.path], files, JOB)
+    if outcome.failed:
+        raise LifecycleError(f"purge {files.identifier}: deleting {entry.path} failed: {outcome.failed[entry.path]};"
+                             " it stays journaled (copied) for the next run")
     crash_point("purge.after-delete")
     ctx.store.transition_entries([entry.entry_id], state, DELETED)
-    metrics.FILES_PURGED.labels(table_name).inc()
+    metrics.FILES_PURGED.labels(files.identifier).inc()
     counts["deleted"] += 1
 
 
@@ -116,13 +132,3 @@ def _copy(ctx: JobContext, table_name: str, io: Any, tier: ColdTier, entry: Jour
     metrics.COLD_BYTES.labels(table_name).inc(copied.bytes)
     counts["copied"] += 1
     counts["bytes_copied"] += copied.bytes
-
-
-def _delete(io: Any, path: str) -> None:
-    try:
-        io.delete(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        if "not found" not in str(exc).lower() and "no such" not in str(exc).lower():
-            raise

@@ -12,6 +12,7 @@ from pyiceberg.catalog import Catalog
 from lifecycle.bandwidth import Limiter
 from lifecycle.clock import Clock
 from lifecycle.errors import StopRequested
+from lifecycle.safety.paths import Schemes
 from lifecycle.settings import Settings, TableSettings
 from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.store import StateStore
@@ -25,6 +26,7 @@ NOTHING_TO_DO = "nothing-to-do"
 STOPPED = "stopped"          # a checkpoint stopped it cleanly; the next run continues
 LOCKED = "locked"            # another run holds the lock: acknowledged, nothing done
 DRY_RUN = "dry-run"
+ABANDONED = "abandoned"      # work was thrown away (a group lost to a real conflict): never reported as done
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class JobContext:
 
     def table_settings(self, table: str) -> TableSettings:
         return self.settings.for_table(table)
+
+    def schemes(self) -> Schemes:
+        """Which URI schemes name the same store, for the path identity (`[orphans] equivalent_schemes`)."""
+        return Schemes(self.settings.orphans.equivalent_schemes)
 
     def window_open(self, job: str) -> bool:
         """Scheduled runs respect quiet windows; manual runs bypass them."""

@@ -21,11 +21,19 @@ _RUNNERS = {
 
 PARTITIONED_JOBS = frozenset({"compact"})
 
+# Jobs that commit new table metadata (a snapshot, refs, schemas, manifests): they need PyIceberg to be able to
+# write the table's format version (lifecycle.formats). clean-orphans and purge only read metadata.
+METADATA_WRITERS = frozenset({"compact", "expire", "rewrite-manifests", "compact-schema-history"})
+
 
 def check_job(name: str) -> str:
     if name not in JOB_NAMES:
         raise UnknownJobError(f"unknown job {name!r}; expected one of {', '.join(JOB_NAMES)}")
     return name
+
+
+def writes_metadata(name: str) -> bool:
+    return check_job(name) in METADATA_WRITERS
 
 
 def runner(name: str) -> JobFn:

@@ -21,8 +21,9 @@ _TOTALS = ("total-records", "total-files-size", "total-data-files", "total-delet
            "total-position-deletes", "total-equality-deletes")
 
 
-def landed(metadata: Any, plan_id: str) -> Snapshot | None:
-    """The snapshot this plan committed, if its commit landed."""
+def committed_snapshot(metadata: Any, plan_id: str) -> Snapshot | None:
+    """The snapshot this plan committed, if it is still in the metadata (for the record only: whether the
+    plan landed is decided by lifecycle.safety.landed)."""
     for snap in metadata.snapshots:
         if snap.summary is not None and snap.summary.additional_properties.get("lifecycle.plan-id") == plan_id:
             return snap

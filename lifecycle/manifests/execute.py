@@ -15,9 +15,9 @@ from pyiceberg.table import Table
 from lifecycle.faults import crash_point
 from lifecycle.jobs.base import JobContext
 from lifecycle.manifests.plan import JOB, ManifestPlan
-from lifecycle.state.models import PENDING, WRITTEN, NewEntry
+from lifecycle.state.models import PENDING, STAGE_MANIFEST, WRITTEN, NewEntry
 
-STAGE_KIND = "stage-manifest"
+STAGE_KIND = STAGE_MANIFEST
 
 
 def _partition_key(entry: ManifestEntry) -> tuple[Any, ...]:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
 
 from lifecycle import log, metrics
-from lifecycle.errors import CommitConflictError, CommitOutcomeUnknownError
+from lifecycle.errors import CommitConflictError
 from lifecycle.faults import crash_point
 from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult, load_recovered
-from lifecycle.manifests.commit import commit_rewrite, landed, manifest_list_path
+from lifecycle.manifests.commit import commit_rewrite, committed_snapshot, manifest_list_path
 from lifecycle.manifests.execute import STAGE_KIND, read_entries, write_manifests
 from lifecycle.manifests.plan import JOB, ManifestPlan, current_manifests, plan_rewrite
+from lifecycle.safety.commit import as_commit_error
+from lifecycle.safety.landed import LiveSets, landed, settled
+from lifecycle.safety.staged import remove_staged
 from lifecycle.state import models as m
 from lifecycle.state.models import NewEntry, Plan
 
@@ -36,7 +38,7 @@ def run(ctx: JobContext, req: JobRequest) -> JobResult:
                                                              "max_manifests_after": plan.bound}, plan=plan.to_dict())
         try:
             return _execute(ctx, req, table, plan, manifests, counts)
-        except CommitFailedException as exc:
+        except CommitConflictError as exc:   # someone committed since the plan: re-plan on the new head
             _log.warning("rewrite-manifests.conflict", table=req.table, error=str(exc))
             table = table.refresh()
     raise CommitConflictError(f"rewrite-manifests {req.table}: the table kept changing; {MAX_ATTEMPTS} attempts")
@@ -57,13 +59,13 @@ def _execute(ctx: JobContext, req: JobRequest, table: Table, plan: ManifestPlan,
     ctx.store.transition_plan(plan_id, m.EXECUTING, m.COMMITTING, {"manifests_written": len(new)})
     try:
         snap = commit_rewrite(ctx.catalog, table, ctx.clock, plan_id, snapshot_id, manifests, new)
-    except (CommitFailedException, ValidationException):
-        remove_staged(ctx, table, plan_id)       # the commit surely did not land
-        ctx.store.transition_plan(plan_id, m.COMMITTING, m.ABANDONED)
-        raise
     except Exception as exc:
-        ctx.store.transition_plan(plan_id, m.COMMITTING, m.UNKNOWN, {"error": f"{type(exc).__name__}: {exc}"})
-        raise CommitOutcomeUnknownError(f"rewrite-manifests {req.table}: commit outcome unknown: {exc}") from exc
+        err = as_commit_error(exc, f"rewrite-manifests {req.table}")
+        if isinstance(err, CommitConflictError):   # surely did not land: what it staged goes
+            _abandon(ctx, table, stored, m.COMMITTING, str(err))
+        else:                                      # may have landed: everything stays for recovery
+            ctx.store.transition_plan(plan_id, m.COMMITTING, m.UNKNOWN, {"error": str(err)[:500]})
+        raise err from exc
     crash_point("rewrite-manifests.after-commit")
     _finish(ctx, stored, snap.snapshot_id)
     metrics.MANIFESTS_REWRITTEN.labels(req.table).inc(plan.data_manifests)
@@ -72,40 +74,44 @@ def _execute(ctx: JobContext, req: JobRequest, table: Table, plan: ManifestPlan,
     return JobResult(JOB, req.table, None, DONE, counts, detail=[f"snapshot {snap.snapshot_id}, plan {plan_id}"])
 
 
-def _finish(ctx: JobContext, plan: Plan, snapshot_id: int) -> None:
-    staged = ctx.store.entries(plan_id=plan.plan_id, kind=STAGE_KIND, states=[m.PENDING, m.WRITTEN])
-    ctx.store.transition_entries([e.entry_id for e in staged], [m.PENDING, m.WRITTEN], m.COMMITTED)
+def _finish(ctx: JobContext, plan: Plan, snapshot_id: int | None) -> None:
+    staged = ctx.store.entries(plan_id=plan.plan_id, kind=STAGE_KIND, states=m.STAGED_OPEN_STATES)
+    ctx.store.transition_entries([e.entry_id for e in staged], m.STAGED_OPEN_STATES, m.COMMITTED)
     ctx.store.transition_plan(plan.plan_id, [m.COMMITTING, m.UNKNOWN, m.COMMITTED], m.DONE,
                               {"snapshot_id": snapshot_id})
 
 
-def remove_staged(ctx: JobContext, table: Table, plan_id: str) -> int:
-    """Delete a plan's staged manifests and manifest list (inside the table location only)."""
-    location = table.location().rstrip("/") + "/"
-    staged = ctx.store.entries(plan_id=plan_id, kind=STAGE_KIND, states=[m.PENDING, m.WRITTEN])
-    for e in staged:
-        if not e.path.startswith(location):
-            continue
-        try:
-            table.io.delete(e.path)
-        except FileNotFoundError:
-            pass                                   # never written, or already gone: done
-    ctx.store.transition_entries([e.entry_id for e in staged], [m.PENDING, m.WRITTEN], m.REMOVED)
-    return len(staged)
+def _abandon(ctx: JobContext, table: Table, plan: Plan, state: str, reason: str) -> int:
+    """Closed first (nothing may commit it any more), then its staged manifests removed."""
+    ctx.store.transition_plan(plan.plan_id, state, m.ABANDONED, {"reason": reason[:500]})
+    return remove_staged(ctx.store, table, plan.table_name, plan.plan_id, ctx.schemes(), JOB)
 
 
 def recover(ctx: JobContext, name: str, table: Table) -> dict[str, int]:
-    """Reconcile unfinished plans: landed → done; not landed → staged files removed, plan abandoned."""
+    """Reconcile unfinished plans from the table itself: a plan whose staged manifests or manifest list any
+    retained snapshot still reads landed (done); one that never reached its commit, or whose files nothing
+    reads, is abandoned and its staged files removed. An unknown outcome waits until it is settled."""
     out = {"plans_recovered": 0, "staged_removed": 0}
+    live = LiveSets()
     for plan in ctx.store.open_plans(JOB, name):
-        snap = landed(table.metadata, plan.plan_id)
-        if snap is not None:
-            if plan.state in (m.PLANNED, m.EXECUTING):
-                ctx.store.transition_plan(plan.plan_id, plan.state, m.COMMITTING)
-            _finish(ctx, ctx.store.plan(plan.plan_id) or plan, snap.snapshot_id)
+        staged = [e.path for e in ctx.store.entries(plan_id=plan.plan_id, kind=STAGE_KIND)]
+        if plan.state in (m.PLANNED, m.EXECUTING):
+            outcome = "not committed"
+        elif plan.state != m.COMMITTED and not settled(ctx.catalog, plan.updated_at, ctx.clock.now()):
+            out["plans_unsettled"] = out.get("plans_unsettled", 0) + 1
+            continue
+        elif plan.state == m.COMMITTED or landed(table, staged, live, ctx.schemes()):
+            outcome = "landed"
         else:
-            out["staged_removed"] += remove_staged(ctx, table, plan.plan_id)
-            ctx.store.transition_plan(plan.plan_id, plan.state, m.ABANDONED)
+            outcome = "not landed"
+        if outcome == "landed":
+            snap = committed_snapshot(table.metadata, plan.plan_id)
+            _finish(ctx, plan, snap.snapshot_id if snap is not None else None)
+        else:
+            out["staged_removed"] += _abandon(ctx, table, plan, plan.state, f"recovery: {outcome}")
         out["plans_recovered"] += 1
-        _log.event("rewrite-manifests.recovered", table=name, plan_id=plan.plan_id, landed=snap is not None)
+        _log.event("rewrite-manifests.recovered", table=name, plan_id=plan.plan_id, outcome=outcome)
+    for plan_id in ctx.store.closed_plans_with_open_entries(JOB, name, [m.ABANDONED], (STAGE_KIND,),
+                                                           m.STAGED_OPEN_STATES):
+        out["staged_removed"] += remove_staged(ctx.store, table, name, plan_id, ctx.schemes(), JOB)
     return out

@@ -1,9 +1,15 @@
 """Pure classification of listed files: live, kept by a guard, or an orphan candidate.
 
-A file is a candidate only if it is under the table location, unreachable from the live set, not staged
-by an in-flight compaction or manifest rewrite, not queued in the purge journal, not under an active
-writer's in-progress paths, and older than the minimum age. When several guards apply the first in
+A file is a candidate only if it is under the table location, unreachable from the live set, not hidden,
+not staged by an in-flight compaction or manifest rewrite, not queued in the purge journal, not under an
+active writer's in-progress paths, and older than the minimum age. When several guards apply the first in
 `GUARDS` order is the one credited.
+
+Hidden, as Apache Iceberg's own orphan scan treats it (its FileSystemWalker / HiddenPathFilter): a file whose
+path below the table location has a segment (folder or file name) starting with `.` or `_` is never an orphan
+(Hadoop's `.<name>.crc` checksum sidecars, `_SUCCESS` markers, `_temporary/` and `.staging` folders), except a
+segment `<field>=...` where `<field>` is a partition field of one of the table's specs whose name itself
+starts with `.` or `_` (the partition folders of such a field are ordinary data folders).
 """
 
 from __future__ import annotations
@@ -12,16 +18,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from lifecycle.orphans.listing import ListedFile
-from lifecycle.orphans.paths import LiveIndex, Schemes, Uri, is_under, parse
+from lifecycle.safety.paths import LiveIndex, Schemes, Uri, is_under, parse
 
 LIVE = "live"
 OUTSIDE = "outside-location"
+HIDDEN = "hidden"
 STAGED = "compaction-staged"
 PURGE = "purge-queued"
 WRITER = "active-writer"
 YOUNG = "too-young"
 CANDIDATE = "candidate"
-GUARDS = (OUTSIDE, LIVE, STAGED, PURGE, WRITER, YOUNG)
+GUARDS = (OUTSIDE, LIVE, HIDDEN, STAGED, PURGE, WRITER, YOUNG)
+HIDDEN_MARKS = (".", "_")
 
 
 @dataclass(frozen=True)
@@ -35,10 +43,26 @@ class Guards:
     purge: frozenset[str]          # Uri.key of files queued in the purge journal
     writer_prefixes: tuple[str, ...]  # Uri.key of active writers' in-progress paths (files or prefixes)
     cutoff: float | None           # epoch seconds: only files modified strictly before are old enough
+    hidden_partitions: tuple[str, ...] = ()  # "<field>=" of partition fields named with a leading . or _
 
     @staticmethod
     def keys(paths: Iterable[str]) -> frozenset[str]:
         return frozenset(parse(p).key for p in paths)
+
+
+def hidden_partition_prefixes(field_names: Iterable[str]) -> tuple[str, ...]:
+    """The folder-name prefixes exempt from the hidden rule: `<field>=` for each partition field (of any
+    spec the table has had) whose name starts with `.` or `_`."""
+    return tuple(sorted({f"{name}=" for name in field_names if name.startswith(HIDDEN_MARKS)}))
+
+
+def is_hidden(uri: Uri, location: Uri, partitions: tuple[str, ...] = ()) -> bool:
+    """True if a segment of the path below `location` starts with `.` or `_` and is not a partition
+    folder of a field so named. `uri` must be under `location`."""
+    for segment in uri.path[len(location.path):].split("/"):
+        if segment.startswith(HIDDEN_MARKS) and not (partitions and segment.startswith(partitions)):
+            return True
+    return False
 
 
 def classify_uri(uri: Uri, mtime: float | None, g: Guards) -> str:
@@ -46,6 +70,8 @@ def classify_uri(uri: Uri, mtime: float | None, g: Guards) -> str:
         return OUTSIDE
     if g.live.is_live(uri):
         return LIVE
+    if is_hidden(uri, g.location, g.hidden_partitions):
+        return HIDDEN
     key = uri.key
     if key in g.staged:
         return STAGED

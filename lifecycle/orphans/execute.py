@@ -19,10 +19,11 @@ from lifecycle.errors import LifecycleError
 from lifecycle.faults import crash_point
 from lifecycle.jobs.base import JobContext
 from lifecycle.orphans.classify import CANDIDATE, classify_uri
-from lifecycle.orphans.delete import delete_files
-from lifecycle.orphans.paths import parse
-from lifecycle.orphans.plan import JOB, LiveCache, build_guards, check_gc_enabled
-from lifecycle.state.models import DELETED, DONE, EXECUTING, KEPT, PENDING, PLANNED, Plan
+from lifecycle.orphans.plan import JOB, build_guards, check_gc_enabled
+from lifecycle.safety.deletes import TableFiles, delete_files
+from lifecycle.safety.landed import LiveSets
+from lifecycle.safety.paths import parse
+from lifecycle.state.models import DELETED, DONE, EXECUTING, KEPT, ORPHAN, PENDING, PLANNED, Plan
 
 BATCH_SIZE = 1000
 
@@ -33,14 +34,14 @@ def batch_size() -> int:
     return max(1, int(raw)) if raw else BATCH_SIZE
 
 
-def execute_plan(ctx: JobContext, plan: Plan, table: Table, live: LiveCache) -> dict[str, int]:
+def execute_plan(ctx: JobContext, plan: Plan, table: Table, live: LiveSets) -> dict[str, int]:
     ident = plan.table_name
     counts: Counter[str] = Counter()
     if plan.state == PLANNED:
         plan = ctx.store.transition_plan(plan.plan_id, PLANNED, EXECUTING)
     size = batch_size()
     while True:
-        batch = ctx.store.entries(plan_id=plan.plan_id, kind="orphan", states=[PENDING], limit=size)
+        batch = ctx.store.entries(plan_id=plan.plan_id, kind=ORPHAN, states=[PENDING], limit=size)
         if not batch:
             break
         ctx.checkpoint(JOB)
@@ -59,7 +60,7 @@ def execute_plan(ctx: JobContext, plan: Plan, table: Table, live: LiveCache) -> 
             ctx.store.transition_entries(ids, PENDING, KEPT, info={"guard": guard, "when": "before-delete"})
             metrics.ORPHANS_KEPT.labels(ident, guard).inc(len(ids))
             counts[f"kept_{guard}"] += len(ids)
-        outcome = delete_files([e.path for e in doomed], guards.location, guards.schemes, table.io.properties)
+        outcome = delete_files([e.path for e in doomed], TableFiles.of(table, ident, guards.schemes), JOB)
         by_path = {e.path: e for e in doomed}
         gone = [by_path[p].entry_id for p in outcome.deleted]
         missing = [by_path[p].entry_id for p in outcome.already_gone]

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from lifecycle import metrics
 from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
 from lifecycle.orphans.classify import LIVE
 from lifecycle.orphans.execute import execute_plan
-from lifecycle.orphans.plan import JOB, LiveCache, check_gc_enabled, scan
-from lifecycle.state.models import NewEntry
+from lifecycle.orphans.plan import JOB, check_gc_enabled, scan
+from lifecycle.safety.landed import LiveSets
+from lifecycle.state.models import ORPHAN, NewEntry
 
 
 def run(ctx: JobContext, req: JobRequest) -> JobResult:
     ident = req.table
     table = ctx.catalog.load_table(ident)
     check_gc_enabled(table, ident)
-    live = LiveCache()
+    live = LiveSets()
     counts: Counter[str] = Counter()
     detail: list[str] = []
     if not req.dry_run:
@@ -36,7 +38,8 @@ def run(ctx: JobContext, req: JobRequest) -> JobResult:
         counts[f"kept_{guard}"] += n
     if req.dry_run:
         counts["open_plans"] = len(ctx.store.open_plans(JOB, ident))  # a real run would resume these first
-        return JobResult(JOB, ident, None, DRY_RUN, _ints(counts), plan=found.to_plan())
+        return JobResult(JOB, ident, None, DRY_RUN, _ints(counts), plan=found.to_plan(),
+                         detail=would_delete(res.candidates))
     for guard, n in res.kept().items():
         if n:
             metrics.ORPHANS_KEPT.labels(ident, guard).inc(n)
@@ -47,9 +50,20 @@ def run(ctx: JobContext, req: JobRequest) -> JobResult:
     payload = {"location": found.location, "listed": res.listed, "kept": res.kept(),
                "candidate_bytes": res.candidate_bytes}
     plan = ctx.store.create_plan(JOB, ident, "", payload, found.snapshot_id, run_id=req.run_id,
-                                 entries={"orphan": entries})
+                                 entries={ORPHAN: entries})
     counts.update(execute_plan(ctx, plan, table, live))
     return JobResult(JOB, ident, None, DONE, _ints(counts), detail=detail)
+
+
+DRY_RUN_LISTED = 50
+
+
+def would_delete(candidates: list[Any]) -> list[str]:
+    """The dry run's text: the files a real run would delete (the first 50, then how many more)."""
+    lines = [f"would delete {f.path} ({f.size} bytes)" for f in candidates[:DRY_RUN_LISTED]]
+    if len(candidates) > DRY_RUN_LISTED:
+        lines.append(f"... and {len(candidates) - DRY_RUN_LISTED} more (--json lists them all)")
+    return lines
 
 
 def _ints(counts: Counter[str]) -> dict[str, int | float]:

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lifecycle.errors import ConfigError
-from lifecycle.orphans.paths import Uri, location_prefix
 from lifecycle.s3 import s3_client
-
-S3_SCHEMES = frozenset({"s3", "s3a", "s3n"})
+from lifecycle.safety.deletes import S3_SCHEMES
+from lifecycle.safety.paths import Uri, location_prefix
 
 
 @dataclass(frozen=True, slots=True)

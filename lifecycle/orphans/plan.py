@@ -3,70 +3,55 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from pyiceberg.table import Table
 
-from lifecycle.errors import GcDisabledError
 from lifecycle.jobs.base import JobContext
-from lifecycle.orphans.classify import Classification, Guards, classify_all
+from lifecycle.orphans.classify import Classification, Guards, classify_all, hidden_partition_prefixes
 from lifecycle.orphans.listing import list_files
-from lifecycle.orphans.paths import LiveIndex, Schemes, location_prefix
-from lifecycle.reachability import ManifestCache, live_set
-from lifecycle.state.models import COPIED, KEPT, PENDING, REMOVED, WRITTEN
+from lifecycle.safety.deletes import check_gc_enabled as _check_gc
+from lifecycle.safety.landed import LiveSets
+from lifecycle.safety.paths import Schemes, location_prefix
+from lifecycle.state.models import COPIED, KEPT, PENDING, PURGE, REMOVED, STAGED_KINDS, STAGED_OPEN_STATES, WRITTEN
 from lifecycle.state.writers import active_writers
 
 JOB = "clean-orphans"
-STAGE_KINDS = ("stage", "stage-manifest")
-STAGE_STATES = (PENDING, WRITTEN)
-PURGE_KINDS = ("purge",)
+STAGE_KINDS = STAGED_KINDS
+STAGE_STATES = STAGED_OPEN_STATES
+PURGE_KINDS = (PURGE,)
 # "Any state but deleted/skipped": every other state a purge entry could be in, listed explicitly.
 PURGE_STATES = (PENDING, COPIED, WRITTEN, REMOVED, KEPT, "committed")
 
 
 def check_gc_enabled(table: Table, identifier: str) -> None:
-    if str(table.properties.get("gc.enabled", "true")).strip().lower() == "false":
-        raise GcDisabledError(f"clean-orphans: table {identifier} has gc.enabled=false; refusing to delete its files")
+    _check_gc(table.properties, identifier, JOB)
 
 
 def schemes_for(ctx: JobContext) -> Schemes:
-    return Schemes(ctx.settings.orphans.equivalent_schemes)
+    return ctx.schemes()
 
 
-@dataclass
-class LiveCache:
-    """The live set of the last metadata file seen: recomputed only when the metadata location moves."""
-
-    # reference decoders only: the orphan scan deletes what this set does not hold
-    cache: ManifestCache = field(default_factory=lambda: ManifestCache(light=False))
-    metadata_location: str | None = None
-    index: LiveIndex | None = None
-
-    def index_for(self, table: Table, schemes: Schemes) -> LiveIndex:
-        if self.index is None or table.metadata_location != self.metadata_location:
-            live = live_set(table.io, table.metadata, table.metadata_location, self.cache)
-            self.index = LiveIndex(live, schemes)
-            self.metadata_location = table.metadata_location
-        return self.index
-
-
-def build_guards(ctx: JobContext, identifier: str, table: Table, live: LiveCache, age_check: bool = True) -> Guards:
+def build_guards(ctx: JobContext, identifier: str, table: Table, live: LiveSets, age_check: bool = True) -> Guards:
     ts = ctx.table_settings(identifier)
     schemes = schemes_for(ctx)
     with ctx.store.cursor() as cur:
-        writers = active_writers(cur.connection, ctx.clock, ts.writer_heartbeat_ttl_seconds)
+        writers = active_writers(cur.connection, ctx.clock, ts.writer_heartbeat_ttl_seconds,
+                                 ctx.settings.fleet.max_clock_skew_seconds)
     now = ctx.clock.now()
     cutoff = (now - timedelta(days=ts.orphan_min_age_days)).timestamp() if age_check else None
     return Guards(
         location=location_prefix(table.location()),
-        live=live.index_for(table, schemes),
+        live=live.index(table, schemes),
         schemes=schemes,
         staged=Guards.keys(ctx.store.guarded_paths(identifier, STAGE_KINDS, STAGE_STATES)),
         purge=Guards.keys(ctx.store.guarded_paths(identifier, PURGE_KINDS, PURGE_STATES)),
         writer_prefixes=tuple(sorted(Guards.keys(p for w in writers for p in w.in_progress_paths))),
         cutoff=cutoff,
+        hidden_partitions=hidden_partition_prefixes(
+            f.name for spec in table.metadata.partition_specs for f in spec.fields),
     )
 
 
@@ -96,7 +81,7 @@ class Scan:
         }
 
 
-def scan(ctx: JobContext, identifier: str, table: Table, live: LiveCache) -> Scan:
+def scan(ctx: JobContext, identifier: str, table: Table, live: LiveSets) -> Scan:
     """Guards (fresh metadata, live set, journal, writers) first, then the listing streams through them,
     keeping only candidates in memory. A file committed while we list looks unreachable here, but the
     fresh re-check before each delete batch keeps it."""

@@ -15,13 +15,16 @@ from pyiceberg.table.update import (
     SetPropertiesUpdate,
 )
 
+from lifecycle.errors import LifecycleError
 from lifecycle.jobs.base import JobContext
 from lifecycle.lineage import guard_catalog
 from lifecycle.reachability import metadata_files
+from lifecycle.safety.deletes import TableFiles, delete_files, gc_enabled
+from lifecycle.safety.paths import PathSet, is_under, parse
 from lifecycle.schema_history.plan import JOB, LOG_PROPERTY, HistoryPlan
 from lifecycle.state import models as m
 
-DELETE_KIND = "metadata-delete"
+DELETE_KIND = m.METADATA_DELETE
 
 
 def commit_history(catalog: Any, table: Table, plan: HistoryPlan) -> Any:
@@ -39,30 +42,35 @@ def commit_history(catalog: Any, table: Table, plan: HistoryPlan) -> Any:
     return guard_catalog(catalog).commit_table(table, requirements, tuple(updates))
 
 
-def landed(metadata: Any, plan: dict[str, Any]) -> bool:
-    """The removals are visible in the metadata (the commit landed, or someone did the same)."""
+def removals_visible(metadata: Any, plan: dict[str, Any]) -> bool:
+    """The commit landed (or someone made the same removals): no removed schema or spec is left. A metadata-
+    only commit stages no file; the files it drives out are re-checked against the live metadata anyway."""
     schemas = {s.schema_id for s in metadata.schemas}
     specs = {s.spec_id for s in metadata.partition_specs}
     return not (schemas & set(plan.get("schemas_removed", ())) or specs & set(plan.get("specs_removed", ())))
 
 
 def delete_dropped(ctx: JobContext, name: str, plan_id: str) -> tuple[int, int]:
-    """Delete journaled metadata files no longer in the log (never the current one, never outside the table);
-    entries still live are skipped. Returns (deleted, skipped)."""
+    """Delete journaled metadata files no longer in the log (never the current one, never outside the table,
+    never on a table with gc.enabled=false); entries still live are skipped. Returns (deleted, skipped)."""
     fresh = ctx.catalog.load_table(name)
-    live = metadata_files(fresh.metadata, fresh.metadata_location)
-    location = fresh.location().rstrip("/") + "/"
-    deleted = skipped = 0
-    for entry in ctx.store.entries(plan_id=plan_id, kind=DELETE_KIND, states=[m.PENDING]):
-        if entry.path in live or not entry.path.startswith(location):
-            ctx.store.transition_entries([entry.entry_id], m.PENDING, m.SKIPPED, info={"reason": "live or outside"})
-            skipped += 1
-            continue
-        ctx.checkpoint(JOB)
-        try:
-            fresh.io.delete(entry.path)
-        except FileNotFoundError:
-            pass                                     # already gone: done
-        ctx.store.transition_entries([entry.entry_id], m.PENDING, m.DELETED)
-        deleted += 1
-    return deleted, skipped
+    schemes = ctx.schemes()
+    live = PathSet(metadata_files(fresh.metadata, fresh.metadata_location), schemes)
+    files = TableFiles.of(fresh, name, schemes)
+    pending = ctx.store.entries(plan_id=plan_id, kind=DELETE_KIND, states=[m.PENDING])
+    if not gc_enabled(files.properties):
+        ctx.store.transition_entries([e.entry_id for e in pending], m.PENDING, m.SKIPPED,
+                                     info={"reason": "gc.enabled=false: no file of this table is deleted"})
+        return 0, len(pending)
+    keep = [e for e in pending if e.path in live or not is_under(parse(e.path), files.prefix, schemes)]
+    ctx.store.transition_entries([e.entry_id for e in keep], m.PENDING, m.SKIPPED, info={"reason": "live or outside"})
+    doomed = [e for e in pending if e not in keep]
+    ctx.checkpoint(JOB)
+    outcome = delete_files([e.path for e in doomed], files, JOB)
+    by_path = {e.path: e for e in doomed}
+    ctx.store.transition_entries([by_path[p].entry_id for p in outcome.done], m.PENDING, m.DELETED)
+    if outcome.failed:
+        path, err = next(iter(outcome.failed.items()))
+        raise LifecycleError(f"{JOB} {name}: {len(outcome.failed)} metadata file deletes failed (first: {path}:"
+                             f" {err}); they stay journaled for the next run")
+    return len(outcome.done), len(keep)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
 
 from lifecycle import log, metrics
-from lifecycle.errors import CommitOutcomeUnknownError
+from lifecycle.errors import CommitConflictError
 from lifecycle.faults import crash_point
 from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult, load_recovered
-from lifecycle.schema_history.commit import DELETE_KIND, commit_history, delete_dropped, landed
+from lifecycle.safety.commit import as_commit_error
+from lifecycle.schema_history.commit import DELETE_KIND, commit_history, delete_dropped, removals_visible
 from lifecycle.schema_history.plan import JOB, plan_history
 from lifecycle.state import models as m
 from lifecycle.state.models import NewEntry
@@ -37,12 +37,13 @@ def run(ctx: JobContext, req: JobRequest) -> JobResult:
     ctx.store.transition_plan(stored.plan_id, m.PLANNED, m.COMMITTING)
     try:
         commit_history(ctx.catalog, table, plan)
-    except (CommitFailedException, ValidationException):
-        _abandon(ctx, stored.plan_id, m.COMMITTING)
-        raise
     except Exception as exc:
-        ctx.store.transition_plan(stored.plan_id, m.COMMITTING, m.UNKNOWN, {"error": f"{type(exc).__name__}: {exc}"})
-        raise CommitOutcomeUnknownError(f"{JOB} {req.table}: commit outcome unknown: {exc}") from exc
+        err = as_commit_error(exc, f"{JOB} {req.table}")
+        if isinstance(err, CommitConflictError):   # surely did not land: its files stay in the log
+            _abandon(ctx, stored.plan_id, m.COMMITTING)
+        else:
+            ctx.store.transition_plan(stored.plan_id, m.COMMITTING, m.UNKNOWN, {"error": str(err)[:500]})
+        raise err from exc
     ctx.store.transition_plan(stored.plan_id, m.COMMITTING, m.COMMITTED)
     crash_point("compact-schema-history.after-commit")
     deleted, skipped = delete_dropped(ctx, req.table, stored.plan_id)
@@ -65,7 +66,7 @@ def recover(ctx: JobContext, name: str, table: Table) -> dict[str, int]:
     """Landed → delete what left the log, done; not landed → abandoned (its files are still in the log)."""
     out = {"plans_recovered": 0}
     for plan in ctx.store.open_plans(JOB, name):
-        if landed(table.metadata, plan.payload):
+        if removals_visible(table.metadata, plan.payload):
             if plan.state != m.COMMITTED:
                 ctx.store.transition_plan(plan.plan_id, plan.state, m.COMMITTED)
             deleted, skipped = delete_dropped(ctx, name, plan.plan_id)

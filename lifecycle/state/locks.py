@@ -49,13 +49,20 @@ class AdvisoryLock:
         self._conn: psycopg.Connection[Any] | None = None
 
     def __enter__(self) -> AdvisoryLock:
-        self._conn = connect(self.url, application_name=f"{APPLICATION_PREFIX}{self.kind}:{self.table}"[:63])
+        if not self.try_acquire():
+            self.release()
+        return self
+
+    def try_acquire(self) -> bool:
+        """Try (again) to take the lock; a connection that did not get it stays open for the next try."""
+        if self.acquired:
+            return True
+        if self._conn is None or self._conn.closed:
+            name = f"{APPLICATION_PREFIX}{self.kind}:{self.table}:{self.partition}"[:63]   # PostgreSQL's limit
+            self._conn = connect(self.url, application_name=name)
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s::bigint)", (self.key,)).fetchone()
         self.acquired = bool(row and row[0])
-        if not self.acquired:
-            self._conn.close()
-            self._conn = None
-        return self
+        return self.acquired
 
     def alive(self) -> bool:
         """True while the lock's connection still answers (so the lock is still ours)."""

@@ -15,7 +15,8 @@ DONE = "done"
 ABANDONED = "abandoned"
 FAILED = "failed"
 UNKNOWN = "unknown"  # commit outcome unknown: staged files stay until reconciled
-OPEN_PLAN_STATES = (PLANNED, EXECUTING, COMMITTING, COMMITTED, UNKNOWN)
+READY = "ready"      # compaction: outputs staged, waiting for the table's batched commit
+OPEN_PLAN_STATES = (PLANNED, EXECUTING, READY, COMMITTING, COMMITTED, UNKNOWN)
 
 # Journal entry states.
 PENDING = "pending"
@@ -25,6 +26,16 @@ DELETED = "deleted"
 REMOVED = "removed"
 SKIPPED = "skipped"
 KEPT = "kept"
+
+# Journal kinds: which step wrote the row. Defined once here, so no job spells another job's literals.
+STAGE = "stage"                        # a compaction output file, written before its commit
+STAGE_MANIFEST = "stage-manifest"      # a rewritten manifest or manifest list, written before its commit
+PURGE = "purge"                        # a file expiration made unreachable: purge copies it, then deletes it
+ORPHAN = "orphan"                      # an orphan candidate clean-orphans deletes
+METADATA_DELETE = "metadata-delete"    # a metadata file that left the metadata log
+STAGED_KINDS = (STAGE, STAGE_MANIFEST)
+STAGED_OPEN_STATES = (PENDING, WRITTEN)          # staged, and neither committed nor removed yet
+PURGE_QUEUED_STATES = (PENDING, COPIED)          # queued for purge, not yet deleted or skipped
 
 
 @dataclass(frozen=True)

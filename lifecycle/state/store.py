@@ -105,6 +105,29 @@ class StateStore:
             cur.execute(sql + " ORDER BY created_at, plan_id", args)
             return [_plan(r) for r in cur.fetchall()]
 
+    def plans_in_states(self, job: str, table_name: str, states: Sequence[str], limit: int | None = None) -> list[Plan]:
+        """A table's plans of one job in the given states, oldest first."""
+        sql = (f"SELECT {_PLAN_COLS} FROM plans WHERE job = %s AND table_name = %s AND state = ANY(%s)"
+               " ORDER BY created_at, plan_id")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self.cursor() as cur:
+            cur.execute(sql, (job, table_name, list(states)))
+            return [_plan(r) for r in cur.fetchall()]
+
+    def closed_plans_with_open_entries(self, job: str, table_name: str, closed: Sequence[str],
+                                       kinds: Sequence[str], open_states: Sequence[str]) -> list[str]:
+        """Ids of plans already closed (e.g. abandoned) that still own open journal entries of these kinds:
+        a run that died between closing the plan and clearing its entries."""
+        with self.cursor() as cur:
+            cur.execute(
+                "SELECT DISTINCT p.plan_id FROM plans p JOIN journal j ON j.plan_id = p.plan_id"
+                " WHERE p.job = %s AND p.table_name = %s AND p.state = ANY(%s) AND j.kind = ANY(%s)"
+                " AND j.state = ANY(%s) ORDER BY p.plan_id",
+                (job, table_name, list(closed), list(kinds), list(open_states)),
+            )
+            return [r["plan_id"] for r in cur.fetchall()]
+
     def all_open_plans(self, table_name: str | None = None) -> list[Plan]:
         sql = f"SELECT {_PLAN_COLS} FROM plans WHERE state = ANY(%s)"
         args: list[Any] = [list(OPEN_PLAN_STATES)]
@@ -164,9 +187,15 @@ class StateStore:
     def entries(
         self, plan_id: str | None = None, kind: str | None = None, states: Sequence[str] | None = None,
         table_name: str | None = None, eligible_before: datetime | None = None, limit: int | None = None,
+        after_entry_id: int | None = None,
     ) -> list[JournalEntry]:
+        """Journal rows by plan, kind, states, table and eligibility, in entry order; `after_entry_id` and
+        `limit` page through a large backlog without holding it in memory."""
         sql = f"SELECT {_ENTRY_COLS} FROM journal WHERE true"
         args: list[Any] = []
+        if after_entry_id is not None:
+            sql += " AND entry_id > %s"
+            args.append(after_entry_id)
         for col, val in (("plan_id", plan_id), ("kind", kind), ("table_name", table_name)):
             if val is not None:
                 sql += f" AND {col} = %s"
@@ -183,6 +212,26 @@ class StateStore:
         with self.cursor() as cur:
             cur.execute(sql, args)
             return [_entry(r) for r in cur.fetchall()]
+
+    def make_eligible(self, entry_ids: Sequence[int], eligible_at: datetime) -> None:
+        """Give inert journal rows their eligibility time (rows already eligible keep theirs)."""
+        if not entry_ids:
+            return
+        with self.cursor() as cur:
+            cur.execute("UPDATE journal SET eligible_at = %s, updated_at = %s WHERE entry_id = ANY(%s)"
+                        " AND eligible_at IS NULL", (eligible_at, self.clock.now(), list(entry_ids)))
+
+    def count_entries(self, kind: str, table_name: str, states: Sequence[str],
+                      eligible_before: datetime | None = None) -> int:
+        sql = "SELECT count(*) AS n FROM journal WHERE kind = %s AND table_name = %s AND state = ANY(%s)"
+        args: list[Any] = [kind, table_name, list(states)]
+        if eligible_before is not None:
+            sql += " AND eligible_at <= %s"
+            args.append(eligible_before)
+        with self.cursor() as cur:
+            cur.execute(sql, args)
+            row = cur.fetchone()
+        return int(row["n"]) if row else 0
 
     def transition_entries(
         self, entry_ids: Sequence[int], expected: str | Sequence[str], new: str,
@@ -234,6 +283,13 @@ class StateStore:
                 (obj.table_name, list(obj.snapshot_ids), obj.source_path, obj.cold_uri, obj.bytes,
                  obj.checksum, obj.storage_class, obj.copied_at, obj.plan_id),
             )
+
+    def recorded_cold(self, table_name: str, paths: Sequence[str]) -> set[str]:
+        """Which of these source paths already have a cold copy recorded."""
+        with self.cursor() as cur:
+            cur.execute("SELECT source_path FROM cold_objects WHERE table_name = %s AND source_path = ANY(%s)",
+                        (table_name, list(paths)))
+            return {r["source_path"] for r in cur.fetchall()}
 
     def cold_objects(self, table_name: str, snapshot_id: int | None = None) -> list[ColdObject]:
         sql = ("SELECT table_name, snapshot_ids, source_path, cold_uri, bytes, checksum, storage_class,"

@@ -25,9 +25,13 @@ def all_writers(conn: Any) -> list[Writer]:
     return [_writer(r) for r in conn.execute(f"SELECT {_COLS} FROM writer_heartbeats ORDER BY writer_id")]
 
 
-def active_writers(conn: Any, clock: Clock, ttl_seconds: int) -> list[Writer]:
-    """Writers whose last heartbeat is younger than the TTL, by the injectable clock."""
-    cutoff = clock.now() - timedelta(seconds=ttl_seconds)
+def active_writers(conn: Any, clock: Clock, ttl_seconds: int, skew_seconds: int = 0) -> list[Writer]:
+    """Writers whose last heartbeat is younger than the TTL plus the clock-skew margin, by the injectable clock.
+
+    A heartbeat is stamped by the writer's own clock and judged by ours: the margin (`[fleet]
+    max_clock_skew_seconds`) keeps a writer whose clock runs up to that far behind protected; a writer that
+    stopped is protected that much longer, which only delays an orphan's deletion."""
+    cutoff = clock.now() - timedelta(seconds=ttl_seconds + skew_seconds)
     return [w for w in all_writers(conn) if w.last_heartbeat_at is not None and w.last_heartbeat_at > cutoff]
 
 

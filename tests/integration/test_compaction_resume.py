@@ -36,7 +36,7 @@ def test_stop_between_groups_commits_finished_groups_and_next_run_continues(ctx:
     before = files_by_partition(archive.table)[A]
 
     def stop_after_first_group(msg: str) -> None:
-        if "committing" in msg:  # told to stop while the first group is being committed
+        if "group 1/" in msg:  # told to stop while the first group is being rewritten
             ctx.shutdown.set()
 
     first = compact(dataclasses.replace(ctx, on_progress=stop_after_first_group))

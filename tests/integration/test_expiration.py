@@ -98,7 +98,9 @@ def test_1000_snapshots_30_days_expires_exactly_the_old_untagged_ones(
     assert plan is not None and plan.state == PLAN_DONE and set(plan.payload["expire_ids"]) == expected
     entries = store.entries(kind="purge", table_name=TABLE)
     assert {e.state for e in entries} == {PENDING}
-    assert {e.eligible_at for e in entries} == {NOW + timedelta(hours=24)}
+    # 24 h after the commit, plus the clock-skew margin: no host's clock may make purge start early
+    skew = Settings().fleet.max_clock_skew_seconds
+    assert {e.eligible_at for e in entries} == {NOW + timedelta(hours=24, seconds=skew)}
     after = reachable_from(table.io, table.metadata, table.metadata.snapshots, ManifestCache()).all_paths()
     journaled = {e.path for e in entries}
     assert not journaled & after

@@ -45,7 +45,7 @@ def _rows(n: int = 5) -> Any:
 
 @pytest.mark.parametrize("field", [f for f in REQUIRED_FIELDS if f != "operation"])
 def test_append_missing_a_writer_field_is_refused(catalog: Any, archive: Any, field: str) -> None:
-    guarded = guard_catalog(catalog)
+    guarded = guard_catalog(catalog, remove_refused_files=True)   # a writer that only adds files it wrote
     table = guarded.load_table(IDENT)
     before_location = catalog.load_table(IDENT).metadata_location
     before_files = _parquet_files(table)
@@ -61,7 +61,7 @@ def test_append_missing_a_writer_field_is_refused(catalog: Any, archive: Any, fi
     assert info.value.operation == "append"
     assert catalog.load_table(IDENT).metadata_location == before_location
     assert _failures() == before_count + 1          # exactly once: PyIceberg did not retry
-    assert _parquet_files(table) == before_files    # the refused commit's data file was removed
+    assert _parquet_files(table) == before_files    # opted in: the refused commit's data file was removed
     # no metadata file written; PyIceberg removed the refused snapshot's manifest and manifest list
     assert _files(table, "*.avro") | _files(table, "*.metadata.json") == before_metadata
     assert catalog.load_table(IDENT).scan().to_arrow().num_rows == archive.rows
@@ -105,13 +105,31 @@ def test_commit_with_all_four_passes(catalog: Any, archive: Any) -> None:
     assert _failures() == before_count
 
 
-def test_refused_files_stay_when_removal_is_off(catalog: Any, archive: Any) -> None:
-    table = guard_catalog(catalog, remove_refused_files=False).load_table(IDENT)
+def test_refused_files_stay_by_default(catalog: Any, archive: Any) -> None:
+    table = guard_catalog(catalog).load_table(IDENT)
     before_files = _parquet_files(table)
     with pytest.raises(LineageValidationError):
         table.append(_rows(), snapshot_properties={"writer.id": "ingest-1"})
     left = _parquet_files(table) - before_files
     assert len(left) == 1                          # left for the orphan job
+    assert catalog.load_table(IDENT).scan().to_arrow().num_rows == archive.rows
+
+
+def test_refused_add_files_never_deletes_the_writers_own_files(catalog: Any, archive: Any) -> None:
+    """A writer registers files it already owns (add_files) and forgets one lineage field: the gate refuses
+    the commit and, by default, deletes nothing (it did not create those files)."""
+    import pyarrow.parquet as pq
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    table = guard_catalog(catalog).load_table(IDENT)
+    root = Path(table.location().removeprefix("file://"))
+    mine = root / "data" / "writer-owned" / "existing.parquet"
+    mine.parent.mkdir(parents=True)
+    pq.write_table(_rows(4).cast(schema_to_pyarrow(table.schema())), mine)
+    props = {k: v for k, v in lineage_properties("ingest-1", "ingest 1.0+abc").items() if k != "writer.commit_hash"}
+    with pytest.raises(LineageValidationError):
+        table.add_files([f"file://{mine}"], snapshot_properties=props)
+    assert mine.exists()                              # the writer's own file survives the refusal
     assert catalog.load_table(IDENT).scan().to_arrow().num_rows == archive.rows
 
 

@@ -208,8 +208,7 @@ def test_resume_after_sigkill(catalog: Any, clock: Any, small_ctx: JobContext, t
 
 def test_concurrent_append_abandons_the_attempt_and_the_job_replans(catalog: Any, clock: Any,
                                                                    small_ctx: JobContext) -> None:
-    from pyiceberg.exceptions import CommitFailedException
-
+    from lifecycle.errors import CommitConflictError
     from lifecycle.manifests.job import _execute
     from lifecycle.manifests.plan import current_manifests, plan_rewrite
 
@@ -222,7 +221,7 @@ def test_concurrent_append_abandons_the_attempt_and_the_job_replans(catalog: Any
                                      snapshot_properties=synth_lineage())
     expected = sorted_rows(catalog.load_table(IDENT))
 
-    with pytest.raises(CommitFailedException):
+    with pytest.raises(CommitConflictError):
         _execute(small_ctx, JobRequest("rewrite-manifests", IDENT), stale, plan, manifests, {})
     [abandoned] = [p for p in [small_ctx.store.plan(e.plan_id) for e in
                                small_ctx.store.entries(kind="stage-manifest")[:1]] if p]

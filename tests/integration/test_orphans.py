@@ -78,7 +78,8 @@ def test_stale_writer_becomes_active_before_the_delete_batch(ctx: JobContext, st
                                                              clock: ManualClock, db_url: str) -> None:
     """Guards are re-checked right before each batch: a journaled candidate that a writer now claims stays."""
     from lifecycle.orphans.execute import execute_plan
-    from lifecycle.orphans.plan import JOB, LiveCache
+    from lifecycle.orphans.plan import JOB
+    from lifecycle.safety.landed import LiveSets
     from lifecycle.state.models import NewEntry
 
     sc = build(ctx.catalog, clock, store, db_url, young=False)
@@ -89,7 +90,7 @@ def test_stale_writer_becomes_active_before_the_delete_batch(ctx: JobContext, st
     with store.cursor() as cur:
         cur.execute("UPDATE writer_heartbeats SET last_heartbeat_at = %s WHERE writer_id = 'writer-stale'",
                     (clock.now(),))
-    counts = execute_plan(ctx, store.plan(plan.plan_id), sc.table, LiveCache())  # type: ignore[arg-type]
+    counts = execute_plan(ctx, store.plan(plan.plan_id), sc.table, LiveSets())  # type: ignore[arg-type]
     after = set(all_files(sc.table))
     assert set(claimed) <= after
     assert live_one in after

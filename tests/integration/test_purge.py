@@ -61,9 +61,11 @@ def test_purge_waits_for_the_delay_then_moves_every_file_to_glacier_ir(
     journal = store.entries(kind="purge", table_name=TABLE)
     assert journal and all(e.state == PENDING for e in journal)
     assert not {e.path for e in journal} & live
-    assert all(e.eligible_at == clock.now() + timedelta(hours=24) for e in journal)
+    skew = timedelta(seconds=settings.fleet.max_clock_skew_seconds)   # no host's clock may purge early
+    assert skew > timedelta(0)
+    assert all(e.eligible_at == clock.now() + timedelta(hours=24) + skew for e in journal)
 
-    clock.advance(timedelta(hours=23, minutes=59))
+    clock.advance(timedelta(hours=24) + skew - timedelta(minutes=1))
     early = run_purge(ctx, JobRequest("purge", TABLE))
     assert early.status == NOTHING_TO_DO and early.counts["deleted"] == 0
     assert all(table.io.new_input(e.path).exists() for e in journal)
@@ -183,7 +185,7 @@ def test_a_file_already_gone_counts_as_deleted_and_the_journal_says_it_was_never
     journal = store.entries(kind="purge", table_name=TABLE)
     victim = next(e for e in journal if e.info["file"] == "data")
     Path(victim.path.removeprefix("file://")).unlink()
-    clock.advance(timedelta(hours=24))
+    clock.advance(timedelta(hours=24, seconds=settings.fleet.max_clock_skew_seconds))
     result = run_purge(ctx, JobRequest("purge", TABLE))
     assert result.counts["gone"] == 1 and result.counts["deleted"] == len(journal) - 1
     entry = next(e for e in store.entries(kind="purge", table_name=TABLE) if e.entry_id == victim.entry_id)

@@ -92,7 +92,7 @@ def test_pre_delete_checks_use_only_the_reference_decoders(catalog: Any, clock: 
                                                             monkeypatch: Any) -> None:
     from lifecycle import reachability
     from lifecycle.expiration import purge
-    from lifecycle.orphans.plan import LiveCache
+    from lifecycle.safety.landed import LiveSets
 
     archive = build_archive(catalog, ArchiveSpec(files_per_partition=3, file_bytes=(20_000, 30_000),
                                                  history_snapshots=12), clock)
@@ -104,8 +104,10 @@ def test_pre_delete_checks_use_only_the_reference_decoders(catalog: Any, clock: 
 
     monkeypatch.setattr(reachability, "read_entries", broken)
     monkeypatch.setattr(reachability, "read_live_entries", broken)
-    assert purge.verification_cache().light is False
-    assert LiveCache().cache.light is False
+    from lifecycle.orphans import plan as orphan_plan
+
+    # purge and the orphan scan decide deletes from LiveSets, which reads with the reference decoders only
+    assert purge.LiveSets is LiveSets and orphan_plan.LiveSets is LiveSets and LiveSets().cache.light is False
     reference = reachability.live_set(table.io, table.metadata, table.metadata_location,
                                       reachability.ManifestCache(light=False))
     assert reference == light

@@ -18,7 +18,7 @@ from lifecycle.orphans.classify import (
     classify_all,
 )
 from lifecycle.orphans.listing import ListedFile
-from lifecycle.orphans.paths import LiveIndex, Schemes, location_prefix
+from lifecycle.safety.paths import LiveIndex, Schemes, location_prefix
 
 LOC = "s3://bucket/wh/t"
 NOW = 1_800_000_000.0
@@ -84,7 +84,7 @@ def test_classify_all_counts_and_keeps_only_candidates() -> None:
     assert out.listed == 6
     assert [c.path for c in out.candidates] == [f"{LOC}/data/old1", f"{LOC}/data/old2"]
     assert out.candidate_bytes == 200
-    assert out.kept() == {OUTSIDE: 0, STAGED: 1, PURGE: 0, WRITER: 1, YOUNG: 1}
+    assert out.kept() == {OUTSIDE: 0, "hidden": 0, STAGED: 1, PURGE: 0, WRITER: 1, YOUNG: 1}
     assert out.counts[LIVE] == 1
 
 

@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from lifecycle.errors import UnsafeDeleteError
-from lifecycle.orphans.delete import delete_files
 from lifecycle.orphans.listing import list_files
-from lifecycle.orphans.paths import Schemes, location_prefix
+from lifecycle.safety.deletes import TableFiles, delete_files
+
+
+def _files(table: Path) -> TableFiles:
+    return TableFiles("ns.t", f"file://{table}", {}, io=None)
 
 
 def _tree(root: Path) -> dict[str, int]:
@@ -43,9 +46,8 @@ def test_listing_a_missing_location_is_empty(tmp_path: Path) -> None:
 def test_delete_counts_missing_as_done(tmp_path: Path) -> None:
     table = tmp_path / "t"
     _tree(table)
-    loc = location_prefix(f"file://{table}")
     paths = [f"file://{table}/data/a=1/x.parquet", f"file://{table}/data/gone.parquet"]
-    out = delete_files(paths, loc, Schemes(), {})
+    out = delete_files(paths, _files(table), "clean-orphans")
     assert out.deleted == paths[:1]
     assert out.already_gone == paths[1:]
     assert not out.failed
@@ -56,9 +58,8 @@ def test_delete_refuses_everything_if_one_path_is_outside(tmp_path: Path) -> Non
     table = tmp_path / "t"
     _tree(table)
     (tmp_path / "precious").write_bytes(b"p")
-    loc = location_prefix(f"file://{table}")
     with pytest.raises(UnsafeDeleteError):
-        delete_files([f"file://{table}/z", f"file://{tmp_path}/precious"], loc, Schemes(), {})
+        delete_files([f"file://{table}/z", f"file://{tmp_path}/precious"], _files(table), "clean-orphans")
     assert (table / "z").exists()
     assert (tmp_path / "precious").exists()
 
@@ -74,7 +75,6 @@ def test_symlinks_are_never_listed_nor_deleted_through(tmp_path: Path) -> None:
     listed = {f.path for f in list_files(f"file://{table}", {})}
     assert not any(p.startswith(f"file://{table}/data/link") or "file-link" in p for p in listed)
     assert len(listed) == 4
-    loc = location_prefix(f"file://{table}")
     with pytest.raises(UnsafeDeleteError, match="resolves outside"):
-        delete_files([f"file://{table}/data/link/victim.parquet"], loc, Schemes(), {})
+        delete_files([f"file://{table}/data/link/victim.parquet"], _files(table), "clean-orphans")
     assert (outside / "victim.parquet").exists()
