@@ -135,7 +135,7 @@ def test_held_locks_report_the_64_bit_keys_and_a_second_taker_is_refused(ctx: An
         with psycopg.connect(ctx.db_url, autocommit=True) as conn:
             held = held_locks(conn)
         assert sorted(h["key"] for h in held) == sorted(lk.key for lk in locks)
-        assert all(h["holder"] == f"lifecycle-lock:compact:{TABLE}" for h in held)
+        assert all(h["holder"].startswith(f"lifecycle-lock:compact:{TABLE}") for h in held)
         with AdvisoryLock(ctx.db_url, "compact", TABLE, parts[0]) as again:
             assert not again.acquired
     finally:
