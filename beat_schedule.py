@@ -29,16 +29,18 @@ class WindowedSchedule(schedule):  # type: ignore[misc]
     """A cadence (`every` N seconds, or once per day/week/month at `offset` into the period) gated by windows.
 
     `allowed`: emit only inside these UTC windows (a daily job then runs once per window occurrence, at
-    `offset` after the window opens). `paused`: never emit inside these.
+    `offset` + `margin` after the window opens: `margin`, the fleet's clock-skew allowance, keeps the emission
+    inside the window for a worker whose clock runs behind beat's; at most half the window). `paused`: never
+    emit inside these.
     """
 
     def __init__(self, kind: str, every: float = 0.0, offset: float = 0.0, allowed: Sequence[str] = (),
-                 paused: Sequence[str] = (), clock: Clock | None = None) -> None:
+                 paused: Sequence[str] = (), clock: Clock | None = None, margin: float = 0.0) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown schedule kind {kind!r}")
         if kind == "every" and every <= 0:
             raise ValueError("an `every` schedule needs a positive period")
-        self.kind, self.every, self.offset = kind, float(every), float(offset)
+        self.kind, self.every, self.offset, self.margin = kind, float(every), float(offset), float(margin)
         self.allowed, self.paused = tuple(allowed), tuple(paused)
         self._allowed = tuple(parse_window(w, "schedule.allowed") for w in self.allowed)
         self._paused = tuple(parse_window(w, "schedule.paused") for w in self.paused)
@@ -59,6 +61,8 @@ class WindowedSchedule(schedule):  # type: ignore[misc]
             minute = now.hour * 60 + now.minute
             w: Window = next(w for w in self._allowed if w.contains(now))
             start = now.replace(second=0, microsecond=0) - timedelta(minutes=(minute - w.start_minute) % 1440)
+            length = ((w.end_minute - w.start_minute) % 1440 or 1440) * 60.0
+            start += timedelta(seconds=min(self.margin, length / 2))
         elif self.kind == "daily":
             start = midnight
         elif self.kind == "weekly":
@@ -98,16 +102,16 @@ class WindowedSchedule(schedule):  # type: ignore[misc]
 
     def params(self) -> dict[str, Any]:
         return {"kind": self.kind, "every": self.every, "offset": self.offset,
-                "allowed": list(self.allowed), "paused": list(self.paused)}
+                "allowed": list(self.allowed), "paused": list(self.paused), "margin": self.margin}
 
     def __reduce__(self) -> Any:
-        return (self.__class__, (self.kind, self.every, self.offset, self.allowed, self.paused))
+        return (self.__class__, (self.kind, self.every, self.offset, self.allowed, self.paused, None, self.margin))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WindowedSchedule) and self.params() == other.params()
 
     def __hash__(self) -> int:
-        return hash((self.kind, self.every, self.offset, self.allowed, self.paused))
+        return hash((self.kind, self.every, self.offset, self.allowed, self.paused, self.margin))
 
     def __repr__(self) -> str:
         return f"<WindowedSchedule {self.params()}>"
@@ -152,7 +156,8 @@ def cadence_schedule(c: Cadence, settings: Settings, clock: Clock | None = None)
         paused = settings.windows.compaction_paused
     elif c.job in ("expire", "purge"):
         allowed = settings.windows.expiration_allowed
-    return WindowedSchedule(c.kind, every=c.every, offset=c.offset, allowed=allowed, paused=paused, clock=clock)
+    return WindowedSchedule(c.kind, every=c.every, offset=c.offset, allowed=allowed, paused=paused, clock=clock,
+                            margin=settings.fleet.max_clock_skew_seconds)
 
 
 def build_schedule(settings: Settings, tables: Sequence[str], clock: Clock | None = None) -> dict[str, Any]:

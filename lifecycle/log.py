@@ -13,14 +13,25 @@ import re
 import sys
 from typing import Any
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
-_KV_PASSWORD = re.compile(r"(?i)\b(password|passwd|secret|aws_secret_access_key)=([^\s&]+)")
+# Characters that end a URL, a value or a token in the text mask() sees (plain text, JSON, Python reprs).
+_END = "\\s\"'<>`"
+# scheme://user:password@host — the password may itself hold '@', '/' or ':' (unencoded): the userinfo runs to
+# the LAST '@' of the token, so such a password is hidden whole (a later '@' in a path only hides more).
+_URL_PASSWORD = re.compile(rf"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@{_END}]*):[^{_END}]*@")
+_SECRET_WORDS = r"(?:password|passwd|pwd|secret|token(?!s)|credential|api_?key|access_?key)"
+_SECRET_KEY = rf"[A-Za-z0-9_.\-]*{_SECRET_WORDS}[A-Za-z0-9_.\-]*"
+# "password": "..." / 'password': '...' (JSON, Python reprs): the quoted value, escapes included
+_QUOTED = re.compile(rf"(?i)(?P<k>([\"']){_SECRET_KEY}\2\s*[:=]\s*)(?P<q>[\"'])(?:\\.|(?!(?P=q)).)*(?P=q)")
+# PGPASSWORD=..., password=..., secret: ... (env dumps, DSNs, query strings): the value to the end of the token
+_KV = re.compile(rf"(?i)(?P<k>\b{_SECRET_KEY}\s*(?:=|:(?!//))\s*)(?P<v>(?:\\.|[^\s\"'&,;\\])+)")
 
 
 def mask(text: str) -> str:
-    """Hide the password of every URL (and key=value secret) in text."""
+    """Hide secrets in text: the password of every URL, and the value of every password/secret/token key
+    (key=value, key: value, JSON or Python-repr "key": "value")."""
     text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    return _KV_PASSWORD.sub(lambda m: f"{m.group(1)}=***", text)
+    text = _QUOTED.sub(lambda m: f"{m['k']}{m['q']}***{m['q']}", text)
+    return _KV.sub(lambda m: f"{m['k']}***" if m["v"] != "***" else m.group(0), text)
 
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

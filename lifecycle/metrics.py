@@ -108,3 +108,16 @@ CONTRACT_NAMES = (
     "orphans_cleaned_total",
     "lineage_validation_failures_total",
 )
+
+# ---- fleet trust (request validation, poison partitions, the reaper) ---------------------------------------
+# `reason` is one of lifecycle.admission.REASONS: never a label taken from a message.
+MESSAGES_REJECTED = Counter(
+    "lifecycle_messages_rejected", "Fleet messages refused by request validation (acknowledged, nothing run)",
+    ["reason"],
+)
+QUARANTINED = Gauge(
+    "lifecycle_quarantined_partitions", "(job, table, partition) keys quarantined after repeated failures",
+    ["job"], multiprocess_mode="mostrecent",
+)
+QUARANTINES = Counter("lifecycle_quarantines", "Times a (job, table, partition) key was quarantined", ["job"])
+STATE_ROWS_PRUNED = Counter("lifecycle_state_rows_pruned", "State rows pruned by the reaper", ["kind"])

@@ -74,6 +74,7 @@ def gather(settings: Settings, identifier: str | None) -> dict[str, Any]:
     else:
         try:
             data.update(collect(store, identifier, ttl))
+            _add_quarantine(data, store, settings, identifier)
         except Exception as exc:
             unreachable["state database"] = _first_line(exc)
         finally:
@@ -134,3 +135,25 @@ def _print(settings: Settings, data: dict[str, Any]) -> None:
         click.echo("queues: " + ", ".join(f"{q}={n}" for q, n in data["queues"].items()))
     for component, error in data["unreachable"].items():
         click.echo(f"{component}: unreachable ({error})")
+    _echo_quarantine(data)
+
+
+# ---- quarantined poison partitions (lifecycle/state/quarantine.py) ---------------------------------------
+
+
+def _add_quarantine(data: dict[str, Any], store: StateStore, settings: Settings, table: str | None) -> None:
+    from lifecycle.cli.quarantine import as_dict
+    from lifecycle.state.quarantine import Quarantine
+
+    rows = Quarantine.of(store, settings).quarantined(table=table)
+    data["quarantined"] = [as_dict(h, settings.fleet.quarantine_cool_off_hours) for h in rows]
+
+
+def _echo_quarantine(data: dict[str, Any]) -> None:
+    if "quarantined" not in data:
+        return
+    click.echo(f"quarantined: {len(data['quarantined'])}" + (" (lifecycle-cli quarantine list | release)"
+                                                           if data["quarantined"] else ""))
+    for q in data["quarantined"]:
+        click.echo(f"  {q['job']:<22} {q['table']} {q['partition'] or '-'} failures={q['failures']}"
+                   f" since {q['quarantined_at']}")

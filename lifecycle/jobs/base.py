@@ -17,7 +17,7 @@ from lifecycle.safety.paths import Schemes
 from lifecycle.settings import Settings, TableSettings
 from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.store import StateStore
-from lifecycle.windows import in_any
+from lifecycle.windows import scheduled_window_open
 
 JOB_NAMES = ("compact", "expire", "purge", "clean-orphans", "rewrite-manifests", "compact-schema-history")
 
@@ -84,12 +84,9 @@ class JobContext:
         """Scheduled runs respect quiet windows; manual runs bypass them."""
         if self.manual:
             return True
-        now = self.clock.now()
-        if job == "compact":
-            return not in_any(self.settings.windows.paused(), now)
-        if job in ("expire", "purge"):
-            return in_any(self.settings.windows.allowed(), now)
-        return True
+        # lifecycle/windows.py, with the fleet's clock-skew tolerance (beat emits inside the window with margin)
+        return scheduled_window_open(job, self.clock.now(), self.settings.windows.paused(),
+                                     self.settings.windows.allowed(), self.settings.fleet.max_clock_skew_seconds)
 
     def checkpoint(self, job: str) -> None:
         """Between steps: stop cleanly outside the window or on shutdown; stop hard if the lock is lost."""

@@ -54,7 +54,7 @@ def test_passwords_are_masked() -> None:
 def test_lock_keys_are_stable_and_table_wide_jobs_share_one() -> None:
     assert lock_key("compact", "archive.t", "p=1") == lock_key("compact", "archive.t", "p=1")
     assert lock_key("compact", "archive.t", "p=1") != lock_key("compact", "archive.t", "p=2")
-    assert -2**31 <= lock_key("x", "y") < 2**31
+    assert -2**63 <= lock_key("x", "y") < 2**63
     assert lock_kind("expire") == lock_kind("clean-orphans") == lock_kind("compact-schema-history")
     assert lock_kind("compact") == "compact"
 
