@@ -94,12 +94,15 @@ BEAT_EMISSIONS = Counter("lifecycle_beat_emissions", "Job messages emitted by ce
 
 
 
-def touch_job_series(jobs: Iterable[str]) -> None:
-    """Zero-valued series per job of the counters that only move on trouble or on beat's messages, so the
-    dashboard's panels and the alert rules see 0 rather than nothing on a healthy fleet."""
+def touch_job_series(jobs: Iterable[str], reasons: Iterable[str] = ()) -> None:
+    """Zero-valued series per job (and per refusal reason) of the counters and gauges that only move on trouble
+    or on beat's messages, so the dashboard's panels and the alert rules see 0 rather than nothing on a
+    healthy fleet."""
     for job in jobs:
-        for metric in (LOCK_CONTENTION, JOB_FAILED_FINAL, BEAT_EMISSIONS):
+        for metric in (LOCK_CONTENTION, JOB_FAILED_FINAL, BEAT_EMISSIONS, QUARANTINES, QUARANTINED):
             metric.labels(job)
+    for reason in reasons:
+        MESSAGES_REJECTED.labels(reason)
 
 
 CONTRACT_NAMES = (

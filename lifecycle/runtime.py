@@ -140,7 +140,8 @@ def execute(ctx: JobContext, request: JobRequest, on_locked: Callable[[], None] 
                 if attempts is not None:
                     attempts.end(*key, run_id, ok=False, error=error)
             refused = isinstance(exc, LifecycleError) and exc.exit_code == 2  # bad input: the caller says it
-            _log.event("job.failed", logging.INFO if refused else logging.ERROR, **where, run_id=run_id,
+            loud = ctx.log_failures and not refused
+            _log.event("job.failed", logging.ERROR if loud else logging.INFO, **where, run_id=run_id,
                        error=error[:2000], seconds=round(time.monotonic() - started, 3))
             raise
         finally:

@@ -112,11 +112,11 @@ def _worker_shutting_down(**_: Any) -> None:
 
 
 def _child_init(**_: Any) -> None:
-    from lifecycle import metrics, priority
+    from lifecycle import admission, metrics, priority
     from lifecycle.jobs.base import JOB_NAMES
     from workers import tasks
 
-    metrics.touch_job_series(JOB_NAMES)
+    metrics.touch_job_series(JOB_NAMES, admission.REASONS)
 
     # the children run the jobs: they yield CPU and IO to analysts' queries (LIFECYCLE_NICE, default 10);
     # the main process keeps its priority, so broker heartbeats and /metrics stay responsive

@@ -49,6 +49,7 @@ def run(ctx: click.Context, job: str, table: str | None, partition: str | None, 
         sub_config_path: str | None) -> None:
     settings = settings_from(ctx, sub_config_path)
     context = build_context(settings, manual=True)
+    context.log_failures = False   # this command prints a failure itself, in one line
     bar = TerminalBar(sys.stderr) if sys.stderr.isatty() and not as_json else None
     context.on_progress = bar
     try:

@@ -71,7 +71,9 @@ class JobContext:
     manual: bool = True
     lock: AdvisoryLock | None = None
     shutdown: threading.Event = field(default_factory=threading.Event)
-    on_progress: ProgressSink | None = None    # e.g. the terminal bar of `lifecycle-cli run`
+    on_progress: ProgressSink | None = None
+    # a failed run is logged at ERROR for the fleet; the CLI reports it itself in one line (INFO here)
+    log_failures: bool = True    # e.g. the terminal bar of `lifecycle-cli run`
 
     def table_settings(self, table: str) -> TableSettings:
         return self.settings.for_table(table)
