@@ -17,6 +17,7 @@ from typing import Any
 from celery.schedules import schedstate, schedule
 
 from lifecycle.clock import Clock, default_clock
+from lifecycle.jobs.specs import JOBS, Gate, spec
 from lifecycle.settings import Settings
 from lifecycle.windows import Window, in_any, parse_window
 from workers.config import JOB_QUEUES, JOB_TASKS, PLAN_COMPACTION_TASK, REAP_TASK
@@ -125,6 +126,8 @@ def _aware(when: datetime | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class Cadence:
+    """One job's beat cadence (from its JobSpec in lifecycle/jobs/specs.py)."""
+
     job: str
     kind: str
     every: float = 0.0
@@ -132,17 +135,7 @@ class Cadence:
     expires: float = 3600.0
 
 
-HOUR, DAY = 3600.0, 86400.0
-# Staggered so table-wide jobs (one lock per table) do not collide: purge first, expire an hour later;
-# orphans Saturday 18:00, manifests Sunday 18:00, schema history the 1st of the month at 20:00 (UTC).
-CADENCES = (
-    Cadence("compact", "every", every=300, expires=300),
-    Cadence("purge", "daily", offset=0, expires=2 * HOUR),
-    Cadence("expire", "daily", offset=HOUR, expires=2 * HOUR),
-    Cadence("clean-orphans", "weekly", offset=5 * DAY + 18 * HOUR, expires=6 * HOUR),
-    Cadence("rewrite-manifests", "weekly", offset=6 * DAY + 18 * HOUR, expires=6 * HOUR),
-    Cadence("compact-schema-history", "monthly", offset=20 * HOUR, expires=6 * HOUR),
-)
+CADENCES = tuple(Cadence(s.name, s.cadence.kind, s.cadence.every, s.cadence.offset, s.cadence.expires) for s in JOBS)
 REAP_EVERY = 60.0
 # A new entry's last run: long ago, so it runs at its first chance (Celery would default to "now", which
 # makes a daily job installed at 03:00 wait until the next night). Existing entries keep their last run.
@@ -152,9 +145,10 @@ NEVER = datetime(2000, 1, 1, tzinfo=UTC)
 def cadence_schedule(c: Cadence, settings: Settings, clock: Clock | None = None) -> WindowedSchedule:
     allowed: tuple[str, ...] = ()
     paused: tuple[str, ...] = ()
-    if c.job == "compact":
+    gate = spec(c.job).gate
+    if gate is Gate.OUTSIDE_PAUSED:
         paused = settings.windows.compaction_paused
-    elif c.job in ("expire", "purge"):
+    elif gate is Gate.INSIDE_ALLOWED:
         allowed = settings.windows.expiration_allowed
     return WindowedSchedule(c.kind, every=c.every, offset=c.offset, allowed=allowed, paused=paused, clock=clock,
                             margin=settings.fleet.max_clock_skew_seconds)
@@ -165,7 +159,7 @@ def build_schedule(settings: Settings, tables: Sequence[str], clock: Clock | Non
     entries: dict[str, Any] = {}
     for table in tables:
         for c in CADENCES:
-            if c.job == "compact":  # a planning task fans out into per-partition tasks
+            if spec(c.job).per_partition:  # a planning task fans out into per-partition tasks
                 task, queue = PLAN_COMPACTION_TASK, "control"
             else:
                 task, queue = JOB_TASKS[c.job], JOB_QUEUES[c.job]

@@ -17,8 +17,9 @@ from lifecycle.compaction.planner import is_candidate
 from lifecycle.compaction.strategy import select_strategy, thresholds_for
 from lifecycle.errors import StaleStateError
 from lifecycle.jobs.base import LOCKED, NOTHING_TO_DO, JobContext, JobRequest, JobResult
+from lifecycle.jobs.specs import lock_kind
 from lifecycle.settings import TableSettings
-from lifecycle.state.locks import AdvisoryLock, lock_kind
+from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.models import JobRun
 from lifecycle.state.quarantine import Quarantine
 from lifecycle.state.runs import DONE, FAILED, QUEUED, RUNNING, RunStore, run_id_for

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from lifecycle import log, metrics
+from lifecycle.jobs.specs import lock_kind
 from lifecycle.settings import Settings
-from lifecycle.state.locks import AdvisoryLock, lock_kind
+from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.models import JobRun
 from lifecycle.state.runs import FAILED, QUEUED, RUNNING, STOPPED, RunStore
 from lifecycle.state.store import StateStore

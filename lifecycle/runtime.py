@@ -21,10 +21,11 @@ from lifecycle.formats import check_request
 from lifecycle.identity import worker_id
 from lifecycle.jobs.base import LOCKED, STOPPED, JobContext, JobRequest, JobResult
 from lifecycle.jobs.registry import JobFn, runner
+from lifecycle.jobs.specs import lock_kind
 from lifecycle.lineage import guard_catalog
 from lifecycle.settings import Settings
 from lifecycle.state.db import database_url
-from lifecycle.state.locks import AdvisoryLock, lock_kind
+from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.quarantine import Quarantine
 from lifecycle.state.runs import RunStore
 from lifecycle.state.store import StateStore

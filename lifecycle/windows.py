@@ -60,8 +60,11 @@ def scheduled_window_open(job: str, when: datetime, paused: tuple[Window, ...], 
     purge inside the allowed ones; other jobs always. `tolerance` (`fleet.max_clock_skew_seconds`) widens the
     answer to any instant within that many seconds, so a host whose clock runs a little behind or ahead of
     beat's does not refuse (or stop) the run beat emitted inside the window."""
-    if job == "compact":
+    from lifecycle.jobs.specs import Gate, spec
+
+    gate = spec(job).gate
+    if gate is Gate.OUTSIDE_PAUSED:
         return any(not in_any(paused, t) for t in _instants(when, tolerance))
-    if job in ("expire", "purge"):
+    if gate is Gate.INSIDE_ALLOWED:
         return any(in_any(allowed, t) for t in _instants(when, tolerance))
     return True

@@ -13,27 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle.errors import ConfigError
+from lifecycle.jobs.specs import JOBS
+from lifecycle.jobs.specs import QUEUES as QUEUES
 from lifecycle.settings import Settings
 
-QUEUES = ("compaction", "expiration", "orphans", "metadata", "control")
-
-# Task name of each job (readable in Flower) and its queue.
-JOB_TASKS = {
-    "compact": "lifecycle.compact",
-    "expire": "lifecycle.expire",
-    "purge": "lifecycle.purge",
-    "clean-orphans": "lifecycle.clean-orphans",
-    "rewrite-manifests": "lifecycle.rewrite-manifests",
-    "compact-schema-history": "lifecycle.compact-schema-history",
-}
-JOB_QUEUES = {
-    "compact": "compaction",
-    "expire": "expiration",
-    "purge": "expiration",
-    "clean-orphans": "orphans",
-    "rewrite-manifests": "metadata",
-    "compact-schema-history": "metadata",
-}
+# Task name of each job (readable in Flower) and its queue: derived from the job registry.
+JOB_TASKS = {s.name: s.task for s in JOBS}
+JOB_QUEUES = {s.name: s.queue for s in JOBS}
 PLAN_COMPACTION_TASK = "lifecycle.plan-compaction"
 REAP_TASK = "lifecycle.reap"
 

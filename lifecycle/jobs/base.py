@@ -12,14 +12,13 @@ from pyiceberg.catalog import Catalog
 from lifecycle.bandwidth import Limiter
 from lifecycle.clock import Clock
 from lifecycle.errors import StopRequested
+from lifecycle.jobs.specs import JOB_NAMES as JOB_NAMES
 from lifecycle.progress import Progress, ProgressSink
 from lifecycle.safety.paths import Schemes
 from lifecycle.settings import Settings, TableSettings
 from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.store import StateStore
 from lifecycle.windows import scheduled_window_open
-
-JOB_NAMES = ("compact", "expire", "purge", "clean-orphans", "rewrite-manifests", "compact-schema-history")
 
 # Status of a finished run.
 DONE = "done"
@@ -71,9 +70,9 @@ class JobContext:
     manual: bool = True
     lock: AdvisoryLock | None = None
     shutdown: threading.Event = field(default_factory=threading.Event)
-    on_progress: ProgressSink | None = None
+    on_progress: ProgressSink | None = None    # e.g. the terminal bar of `lifecycle-cli run`
     # a failed run is logged at ERROR for the fleet; the CLI reports it itself in one line (INFO here)
-    log_failures: bool = True    # e.g. the terminal bar of `lifecycle-cli run`
+    log_failures: bool = True
 
     def table_settings(self, table: str) -> TableSettings:
         return self.settings.for_table(table)

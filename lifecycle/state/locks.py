@@ -21,15 +21,6 @@ from lifecycle.state.db import connect
 NAMESPACE = "artemis-lifecycle"
 APPLICATION_PREFIX = "lifecycle-lock:"
 
-# Table-wide jobs share one lock per table so they never interleave; compaction locks per partition.
-TABLE_WIDE_KIND = "table-maintenance"
-TABLE_WIDE_JOBS = frozenset({"expire", "purge", "clean-orphans", "rewrite-manifests", "compact-schema-history"})
-
-
-def lock_kind(job: str) -> str:
-    return TABLE_WIDE_KIND if job in TABLE_WIDE_JOBS else job
-
-
 def lock_key(kind: str, table: str, partition: str = "") -> int:
     """The signed 64-bit advisory-lock key of (kind, table, partition)."""
     digest = hashlib.blake2b(f"{NAMESPACE}\x1f{kind}\x1f{table}\x1f{partition}".encode(), digest_size=8).digest()

@@ -7,8 +7,9 @@ import pytest
 from lifecycle.bandwidth import TokenBucket
 from lifecycle.clock import ManualClock, default_clock
 from lifecycle.errors import ConfigError
+from lifecycle.jobs.specs import lock_kind
 from lifecycle.log import mask
-from lifecycle.state.locks import lock_key, lock_kind
+from lifecycle.state.locks import lock_key
 from lifecycle.windows import parse_window
 
 
