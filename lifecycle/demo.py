@@ -73,10 +73,7 @@ def _orphan_bytes(paths: list[str]) -> int:
 
 
 def _cold_count(store: Any) -> int:
-    with store.cursor() as cur:
-        cur.execute("SELECT count(*) AS n FROM cold_objects")
-        row = cur.fetchone()
-    return int(row["n"]) if row else 0
+    return int(store.cold_object_count())
 
 
 def _run_job(echo: Echo, settings: Settings, store: Any, worker: DemoWorker, job: str, table: Table,
@@ -98,13 +95,13 @@ def _run_job(echo: Echo, settings: Settings, store: Any, worker: DemoWorker, job
         tasks.send_job(job, identifier, None, manual=True)
     runs = watch.wait(expected, worker)
     for run in runs:
-        where = f" [{run['partition']}]" if run["partition"] else ""
-        counts = ", ".join(f"{k}={v}" for k, v in sorted((run["counts"] or {}).items()))
-        echo(f"  {job}{where}: {run['state']}" + (f" ({counts})" if counts else "")
-             + (f" error: {run['error']}" if run["error"] else ""))
+        where = f" [{run.partition}]" if run.partition else ""
+        counts = ", ".join(f"{k}={v}" for k, v in sorted((run.counts or {}).items()))
+        echo(f"  {job}{where}: {run.state}" + (f" ({counts})" if counts else "")
+             + (f" error: {run.error}" if run.error else ""))
     if len(runs) < expected:
         echo(f"  {job}: {expected - len(runs)} run(s) without a result (see {worker.log_path})")
-    return len(runs) >= expected and all(r["state"] == "done" for r in runs)
+    return len(runs) >= expected and all(r.state == "done" for r in runs)
 
 
 def _fresh(data: Path) -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lifecycle.settings import Settings
+from lifecycle.state.models import JobRun
+from lifecycle.state.runs import RunStore
 
 QUEUES = "compaction,expiration,orphans,metadata,control"
 JOB_TIMEOUT = float(os.environ.get("LIFECYCLE_DEMO_JOB_TIMEOUT", "900"))
@@ -85,21 +87,18 @@ class RunWatch:
     table: str
     seen: set[str] = field(default_factory=set)
 
-    def _rows(self) -> list[dict[str, Any]]:
-        with self.store.cursor() as cur:
-            cur.execute("SELECT run_id, partition, state, counts, error FROM job_runs WHERE job = %s"
-                        " AND table_name = %s ORDER BY partition", (self.job, self.table))
-            return list(cur.fetchall())
+    def _rows(self) -> list[JobRun]:
+        return RunStore(self.store).of_job(self.job, self.table)
 
     def start(self) -> RunWatch:
-        self.seen = {r["run_id"] for r in self._rows()}
+        self.seen = {r.run_id for r in self._rows()}
         return self
 
-    def wait(self, expected: int, worker: DemoWorker) -> list[dict[str, Any]]:
+    def wait(self, expected: int, worker: DemoWorker) -> list[JobRun]:
         deadline = time.monotonic() + JOB_TIMEOUT
         while True:
-            new = [r for r in self._rows() if r["run_id"] not in self.seen]
-            if len(new) >= expected and all(r["state"] in TERMINAL for r in new):
+            new = [r for r in self._rows() if r.run_id not in self.seen]
+            if len(new) >= expected and all(r.state in TERMINAL for r in new):
                 return new
             if worker.proc.poll() is not None or time.monotonic() > deadline:
                 return new

@@ -51,12 +51,8 @@ def observe_purge_backlog(store: StateStore) -> dict[str, float]:
     """Set `lifecycle_purge_journal_oldest_eligible_age_seconds{table}`: how long the oldest eligible purge
     entry (not yet deleted or skipped) has waited; 0 when none is overdue. Returns the values set."""
     now = store.clock.now()
-    with store.cursor() as cur:
-        cur.execute(
-            "SELECT table_name, min(eligible_at) FILTER (WHERE state IN ('pending', 'copied')"
-            " AND eligible_at <= %s) AS oldest FROM journal WHERE kind = 'purge' GROUP BY table_name", (now,))
-        rows = cur.fetchall()
-    ages = {r["table_name"]: (now - r["oldest"]).total_seconds() if r["oldest"] else 0.0 for r in rows}
+    ages = {table: (now - oldest).total_seconds() if oldest else 0.0
+            for table, oldest in store.oldest_eligible_purge(now).items()}
     for table, age in ages.items():
         metrics.PURGE_OVERDUE_AGE.labels(table).set(age)
     return ages

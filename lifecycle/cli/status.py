@@ -21,16 +21,7 @@ from lifecycle.state.writers import all_writers
 
 def collect(store: StateStore, table: str | None, ttl_seconds: int) -> dict[str, Any]:
     now = store.clock.now()
-    with store.cursor() as cur:
-        cur.execute(
-            "SELECT table_name, kind, state, count(*) AS files, coalesce(sum(bytes), 0) AS bytes,"
-            " min(eligible_at) AS next_eligible FROM journal"
-            " WHERE state NOT IN ('deleted', 'removed', 'skipped', 'committed', 'kept')"
-            + (" AND table_name = %s" if table else "")
-            + " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-            (table,) if table else (),
-        )
-        backlog = cur.fetchall()
+    backlog = store.journal_backlog(table)
     plans = store.all_open_plans(table)
     with store.cursor() as cur:
         locks = held_locks(cur.connection)

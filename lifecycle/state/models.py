@@ -36,6 +36,7 @@ METADATA_DELETE = "metadata-delete"    # a metadata file that left the metadata 
 STAGED_KINDS = (STAGE, STAGE_MANIFEST)
 STAGED_OPEN_STATES = (PENDING, WRITTEN)          # staged, and neither committed nor removed yet
 PURGE_QUEUED_STATES = (PENDING, COPIED)          # queued for purge, not yet deleted or skipped
+FINISHED_ENTRY_STATES = (DELETED, REMOVED, SKIPPED, COMMITTED, KEPT)   # nothing left to do for the row
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,13 @@ class RunStore:
             cur.execute(sql + f" ORDER BY created_at DESC LIMIT {int(limit)}", args)
             return [JobRun(**r) for r in cur.fetchall()]
 
+    def of_job(self, job: str, table: str) -> list[JobRun]:
+        """Every run of one job on one table, by partition."""
+        with self.store.cursor() as cur:
+            cur.execute(f"SELECT {_COLS} FROM job_runs WHERE job = %s AND table_name = %s ORDER BY partition",
+                        (job, table))
+            return [JobRun(**r) for r in cur.fetchall()]
+
     def open_runs(self) -> list[JobRun]:
         with self.store.cursor() as cur:
             cur.execute(f"SELECT {_COLS} FROM job_runs WHERE state IN ('queued','running') ORDER BY created_at")

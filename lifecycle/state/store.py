@@ -22,7 +22,10 @@ from lifecycle.errors import StaleStateError
 from lifecycle.state import migrations
 from lifecycle.state.db import connect
 from lifecycle.state.models import (
+    FINISHED_ENTRY_STATES,
     OPEN_PLAN_STATES,
+    PURGE,
+    PURGE_QUEUED_STATES,
     ColdObject,
     JournalEntry,
     NewEntry,
@@ -283,6 +286,31 @@ class StateStore:
                 (obj.table_name, list(obj.snapshot_ids), obj.source_path, obj.cold_uri, obj.bytes,
                  obj.checksum, obj.storage_class, obj.copied_at, obj.plan_id),
             )
+
+    def oldest_eligible_purge(self, now: datetime) -> dict[str, datetime | None]:
+        """Per table with purge rows: when the oldest row still owed (pending or copied) became eligible,
+        if it is eligible by `now`; None when nothing is overdue."""
+        with self.cursor() as cur:
+            cur.execute(
+                "SELECT table_name, min(eligible_at) FILTER (WHERE state = ANY(%s) AND eligible_at <= %s) AS oldest"
+                " FROM journal WHERE kind = %s GROUP BY table_name", (list(PURGE_QUEUED_STATES), now, PURGE))
+            return {r["table_name"]: r["oldest"] for r in cur.fetchall()}
+
+    def journal_backlog(self, table_name: str | None = None) -> list[dict[str, Any]]:
+        """Open journal rows grouped by table, kind and state: files, bytes and the next eligibility."""
+        with self.cursor() as cur:
+            cur.execute(
+                "SELECT table_name, kind, state, count(*) AS files, coalesce(sum(bytes), 0) AS bytes,"
+                " min(eligible_at) AS next_eligible FROM journal WHERE NOT state = ANY(%s)"
+                + (" AND table_name = %s" if table_name else "") + " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                (list(FINISHED_ENTRY_STATES), table_name) if table_name else (list(FINISHED_ENTRY_STATES),))
+            return list(cur.fetchall())
+
+    def cold_object_count(self) -> int:
+        with self.cursor() as cur:
+            cur.execute("SELECT count(*) AS n FROM cold_objects")
+            row = cur.fetchone()
+        return int(row["n"]) if row else 0
 
     def recorded_cold(self, table_name: str, paths: Sequence[str]) -> set[str]:
         """Which of these source paths already have a cold copy recorded."""
