@@ -54,10 +54,12 @@ def _entries(table: Table) -> list[tuple[ManifestContent, ManifestEntryStatus, s
             for e in m.fetch_manifest_entry(table.io, discard_deleted=False) if e.snapshot_id == snap.snapshot_id]
 
 
+@pytest.mark.parametrize("strategy", ["binpack", "zorder"])
 def test_position_deletes_are_applied_and_the_dangling_delete_files_removed_in_the_same_commit(
-        ctx: JobContext) -> None:
+        ctx: JobContext, strategy: str) -> None:
     ctx = scaled(ctx)
-    archive = make_archive(ctx, files=[12, 12], partitions=PARTS)
+    props = {"lifecycle.zorder-columns": "payload_id,sensor_kind"} if strategy == "zorder" else {}
+    archive = make_archive(ctx, files=[12, 12], partitions=PARTS, **props)
     table = archive.table
     victims = _files(table, A)[:3]
     for i, victim in enumerate(victims):
@@ -71,6 +73,8 @@ def test_position_deletes_are_applied_and_the_dangling_delete_files_removed_in_t
     result = compact(ctx, A)
     assert result.status == DONE, result
     assert result.counts["groups_committed"] >= 1 and result.counts["delete_files_removed"] == 3
+    plan = ctx.store.plan(table.refresh().current_snapshot().summary["lifecycle.plan-id"])
+    assert plan is not None and plan.payload["strategy"]["name"] == strategy
     assert {p: checksum(rows_of(table, p)) for p in (A, B)} == before
     assert _live_deletes(table) == _live_deletes_of(table, other), "only the delete of the untouched file stays"
     removed = sorted(p for c, s, p in _entries(table)
