@@ -17,6 +17,7 @@ from typing import Any
 from celery.schedules import schedstate, schedule
 
 from lifecycle.clock import Clock, default_clock
+from lifecycle.jobs.specs import JOBS, Gate, spec
 from lifecycle.settings import Settings
 from lifecycle.windows import Window, in_any, parse_window
 from workers.config import JOB_QUEUES, JOB_TASKS, PLAN_COMPACTION_TASK, REAP_TASK
@@ -29,16 +30,18 @@ class WindowedSchedule(schedule):  # type: ignore[misc]
     """A cadence (`every` N seconds, or once per day/week/month at `offset` into the period) gated by windows.
 
     `allowed`: emit only inside these UTC windows (a daily job then runs once per window occurrence, at
-    `offset` after the window opens). `paused`: never emit inside these.
+    `offset` + `margin` after the window opens: `margin`, the fleet's clock-skew allowance, keeps the emission
+    inside the window for a worker whose clock runs behind beat's; at most half the window). `paused`: never
+    emit inside these.
     """
 
     def __init__(self, kind: str, every: float = 0.0, offset: float = 0.0, allowed: Sequence[str] = (),
-                 paused: Sequence[str] = (), clock: Clock | None = None) -> None:
+                 paused: Sequence[str] = (), clock: Clock | None = None, margin: float = 0.0) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown schedule kind {kind!r}")
         if kind == "every" and every <= 0:
             raise ValueError("an `every` schedule needs a positive period")
-        self.kind, self.every, self.offset = kind, float(every), float(offset)
+        self.kind, self.every, self.offset, self.margin = kind, float(every), float(offset), float(margin)
         self.allowed, self.paused = tuple(allowed), tuple(paused)
         self._allowed = tuple(parse_window(w, "schedule.allowed") for w in self.allowed)
         self._paused = tuple(parse_window(w, "schedule.paused") for w in self.paused)
@@ -59,6 +62,8 @@ class WindowedSchedule(schedule):  # type: ignore[misc]
             minute = now.hour * 60 + now.minute
             w: Window = next(w for w in self._allowed if w.contains(now))
             start = now.replace(second=0, microsecond=0) - timedelta(minutes=(minute - w.start_minute) % 1440)
+            length = ((w.end_minute - w.start_minute) % 1440 or 1440) * 60.0
+            start += timedelta(seconds=min(self.margin, length / 2))
         elif self.kind == "daily":
             start = midnight
         elif self.kind == "weekly":
@@ -98,16 +103,16 @@ class WindowedSchedule(schedule):  # type: ignore[misc]
 
     def params(self) -> dict[str, Any]:
         return {"kind": self.kind, "every": self.every, "offset": self.offset,
-                "allowed": list(self.allowed), "paused": list(self.paused)}
+                "allowed": list(self.allowed), "paused": list(self.paused), "margin": self.margin}
 
     def __reduce__(self) -> Any:
-        return (self.__class__, (self.kind, self.every, self.offset, self.allowed, self.paused))
+        return (self.__class__, (self.kind, self.every, self.offset, self.allowed, self.paused, None, self.margin))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WindowedSchedule) and self.params() == other.params()
 
     def __hash__(self) -> int:
-        return hash((self.kind, self.every, self.offset, self.allowed, self.paused))
+        return hash((self.kind, self.every, self.offset, self.allowed, self.paused, self.margin))
 
     def __repr__(self) -> str:
         return f"<WindowedSchedule {self.params()}>"
@@ -121,6 +126,8 @@ def _aware(when: datetime | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class Cadence:
+    """One job's beat cadence (from its JobSpec in lifecycle/jobs/specs.py)."""
+
     job: str
     kind: str
     every: float = 0.0
@@ -128,17 +135,7 @@ class Cadence:
     expires: float = 3600.0
 
 
-HOUR, DAY = 3600.0, 86400.0
-# Staggered so table-wide jobs (one lock per table) do not collide: purge first, expire an hour later;
-# orphans Saturday 18:00, manifests Sunday 18:00, schema history the 1st of the month at 20:00 (UTC).
-CADENCES = (
-    Cadence("compact", "every", every=300, expires=300),
-    Cadence("purge", "daily", offset=0, expires=2 * HOUR),
-    Cadence("expire", "daily", offset=HOUR, expires=2 * HOUR),
-    Cadence("clean-orphans", "weekly", offset=5 * DAY + 18 * HOUR, expires=6 * HOUR),
-    Cadence("rewrite-manifests", "weekly", offset=6 * DAY + 18 * HOUR, expires=6 * HOUR),
-    Cadence("compact-schema-history", "monthly", offset=20 * HOUR, expires=6 * HOUR),
-)
+CADENCES = tuple(Cadence(s.name, s.cadence.kind, s.cadence.every, s.cadence.offset, s.cadence.expires) for s in JOBS)
 REAP_EVERY = 60.0
 # A new entry's last run: long ago, so it runs at its first chance (Celery would default to "now", which
 # makes a daily job installed at 03:00 wait until the next night). Existing entries keep their last run.
@@ -148,11 +145,13 @@ NEVER = datetime(2000, 1, 1, tzinfo=UTC)
 def cadence_schedule(c: Cadence, settings: Settings, clock: Clock | None = None) -> WindowedSchedule:
     allowed: tuple[str, ...] = ()
     paused: tuple[str, ...] = ()
-    if c.job == "compact":
+    gate = spec(c.job).gate
+    if gate is Gate.OUTSIDE_PAUSED:
         paused = settings.windows.compaction_paused
-    elif c.job in ("expire", "purge"):
+    elif gate is Gate.INSIDE_ALLOWED:
         allowed = settings.windows.expiration_allowed
-    return WindowedSchedule(c.kind, every=c.every, offset=c.offset, allowed=allowed, paused=paused, clock=clock)
+    return WindowedSchedule(c.kind, every=c.every, offset=c.offset, allowed=allowed, paused=paused, clock=clock,
+                            margin=settings.fleet.max_clock_skew_seconds)
 
 
 def build_schedule(settings: Settings, tables: Sequence[str], clock: Clock | None = None) -> dict[str, Any]:
@@ -160,7 +159,7 @@ def build_schedule(settings: Settings, tables: Sequence[str], clock: Clock | Non
     entries: dict[str, Any] = {}
     for table in tables:
         for c in CADENCES:
-            if c.job == "compact":  # a planning task fans out into per-partition tasks
+            if spec(c.job).per_partition:  # a planning task fans out into per-partition tasks
                 task, queue = PLAN_COMPACTION_TASK, "control"
             else:
                 task, queue = JOB_TASKS[c.job], JOB_QUEUES[c.job]

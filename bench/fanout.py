@@ -56,13 +56,14 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=10_000)
     ap.add_argument("--files", type=int, default=2)
     ap.add_argument("--redis-db", type=int, default=12)
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379", help="Redis server (the database is --redis-db)")
     ap.add_argument("--db", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lifecycle-fanout-"))
     dbname = f"fanout_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.db, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{dbname}"')
-    broker = f"redis://127.0.0.1:6379/{args.redis_db}"
+    broker = f"{args.redis.rstrip('/')}/{args.redis_db}"
     config = work / "lifecycle.toml"
     config.write_text(
         f'[state]\ndatabase_url = "{args.db.rsplit("/", 1)[0]}/{dbname}"\ndata_dir = "{work}"\n'
@@ -99,7 +100,10 @@ def main() -> None:
     queued = r.llen("compaction")
     r.flushdb()
     t0 = time.perf_counter()
-    ids = _plan_compaction(None, "archive.sda_observations", manual=True)
+    from lifecycle.admission import PLAN, sign_message
+
+    auth = sign_message(settings, PLAN, "archive.sda_observations", None, True, None)  # as lifecycle-cli enqueue
+    ids = _plan_compaction(None, "archive.sda_observations", manual=True, auth=auth)
     task_s = time.perf_counter() - t0
     queued_task = r.llen("compaction")
     r.flushdb()

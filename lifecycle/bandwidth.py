@@ -1,7 +1,9 @@
 """Bandwidth budget: every read and write is charged in bytes before it happens.
 
-The interface is `Limiter.acquire(nbytes)`. The in-process token bucket serves the embedded default and
-manual runs without Redis; the fleet-wide bucket (Redis, shared by every worker) implements the same.
+The interface is `Limiter.acquire(nbytes, direction)`. The in-process token bucket serves the embedded
+default and manual runs without Redis; the fleet-wide bucket (Redis, shared by every worker) implements the
+same. Every charged byte is counted in `lifecycle_bandwidth_bytes_total{direction}`: `read` (object store →
+worker), `write` (worker → object store), `copy` (object store → cold tier), `unspecified` otherwise.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from typing import Protocol
 from lifecycle import metrics
 from lifecycle.settings import Settings
 
+READ, WRITE, COPY, UNSPECIFIED = "read", "write", "copy", "unspecified"
+
 
 class Limiter(Protocol):
     rate: float
 
-    def acquire(self, nbytes: int) -> float:
+    def acquire(self, nbytes: int, direction: str = UNSPECIFIED) -> float:
         """Block until nbytes may move; returns the seconds waited."""
         ...
 
@@ -35,10 +39,11 @@ class ReservingLimiter:
     def _reserve(self, nbytes: int) -> float:
         raise NotImplementedError
 
-    def acquire(self, nbytes: int) -> float:
+    def acquire(self, nbytes: int, direction: str = UNSPECIFIED) -> float:
         if nbytes <= 0:
             return 0.0
         wait = self._reserve(nbytes)
+        metrics.BANDWIDTH_BYTES.labels(direction).inc(nbytes)
         if wait > 0:
             self._sleep(wait)
             self.waited_seconds += wait
@@ -77,7 +82,7 @@ class TokenBucket(ReservingLimiter):
 class Unlimited:
     rate = float("inf")
 
-    def acquire(self, nbytes: int) -> float:
+    def acquire(self, nbytes: int, direction: str = UNSPECIFIED) -> float:
         return 0.0
 
 
@@ -92,4 +97,5 @@ def process_limiter(settings: Settings) -> TokenBucket:
         rate = settings.bandwidth.bytes_per_second
         if _process_bucket is None or _process_bucket.rate != rate:
             _process_bucket = TokenBucket(rate)
+        metrics.BANDWIDTH_BUDGET.set(rate)
         return _process_bucket

@@ -2,19 +2,17 @@
 
 The worker is a `celery -A workers.app worker` subprocess on the embedded broker (kombu's filesystem
 transport under the data folder: no server to install), sharing the embedded PostgreSQL. Before and after:
-files per partition, snapshots, orphan bytes, cold-tier objects, and the worker's /metrics.
+files per partition, snapshots, orphan bytes, cold-tier objects, and the worker's /metrics (also saved to
+`<data_dir>/demo-metrics.prom`). Afterwards new small files land in a fresh partition, so there is work
+left to plan; the embedded PostgreSQL is stopped unless kept. Returns False when any job did not finish.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
-import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -24,37 +22,34 @@ from typing import Any
 
 from pyiceberg.table import Table
 
+from lifecycle import embedded_pg
 from lifecycle.catalog import open_catalog
 from lifecycle.clock import default_clock
+from lifecycle.demo_worker import DemoWorker, RunWatch, summed_metrics, wait_reaped
 from lifecycle.jobs.base import JOB_NAMES
 from lifecycle.partitions import format_partition
 from lifecycle.settings import Settings
-from lifecycle.synth import ArchiveSpec, OrphanSpec, build_archive
+from lifecycle.synth import ArchiveSpec, OrphanSpec, add_small_files, build_archive
 
 Echo = Callable[[str], None]
-QUEUES = "compaction,expiration,orphans,metadata,control"
-JOB_TIMEOUT = float(os.environ.get("LIFECYCLE_DEMO_JOB_TIMEOUT", "900"))
 METRIC_PREFIXES = ("files_compacted_total", "snapshots_expired_total", "orphans_cleaned_total",
                    "lineage_validation_failures_total", "lifecycle_job_runs_total", "lifecycle_bytes_rewritten_total",
                    "lifecycle_cold_tier_files_copied_total", "lifecycle_files_purged_total",
-                   "lifecycle_manifests_rewritten_total")
+                   "lifecycle_manifests_rewritten_total", "lifecycle_bandwidth_bytes_total")
+DAY = date(2024, 3, 15)
+LATE_PARTITION = ("apollo-8", DAY + timedelta(days=1))  # lands after the run: work left to plan
+LATE_FILES = 60
 
 
-def shape(table: Table) -> dict[str, object]:
+def shape(table: Table) -> dict[str, Any]:
     table = table.refresh()
     per_partition: Counter[str] = Counter()
     for task in table.scan().plan_files():
         f = task.file
-        spec = table.specs()[f.spec_id]
-        per_partition[format_partition(spec, table.schema(), f.partition)] += 1
-    return {
-        "snapshots": len(table.metadata.snapshots),
-        "snapshot_log": len(table.metadata.snapshot_log),
-        "data_files": sum(per_partition.values()),
-        "files_per_partition": dict(sorted(per_partition.items())),
-        "refs": sorted(table.metadata.refs),
-        "metadata_log": len(table.metadata.metadata_log),
-    }
+        per_partition[format_partition(table.specs()[f.spec_id], table.schema(), f.partition)] += 1
+    return {"snapshots": len(table.metadata.snapshots), "data_files": sum(per_partition.values()),
+            "files_per_partition": dict(sorted(per_partition.items())), "refs": sorted(table.metadata.refs),
+            "metadata_log": len(table.metadata.metadata_log)}
 
 
 def _print_shape(echo: Echo, title: str, s: dict[str, Any], orphan_bytes: int, cold: int) -> None:
@@ -65,145 +60,83 @@ def _print_shape(echo: Echo, title: str, s: dict[str, Any], orphan_bytes: int, c
 
 
 def demo_spec() -> ArchiveSpec:
-    day = date(2024, 3, 15)
     return ArchiveSpec(
-        partitions=[("apollo-7", day), ("apollo-7", day + timedelta(days=1)), ("apollo-8", day)],
-        files_per_partition=[60, 55, 12],
-        file_bytes=(20_000, 120_000),
-        history_snapshots=300,
-        history_span_days=60,
-        tags={"launch-review": 10},
-        orphans=[OrphanSpec(20, 10.0), OrphanSpec(5, 1.0)],
+        partitions=[("apollo-7", DAY), ("apollo-7", DAY + timedelta(days=1)), ("apollo-8", DAY)],
+        files_per_partition=[60, 55, 12], file_bytes=(20_000, 120_000), history_snapshots=300,
+        history_span_days=60, tags={"launch-review": 10}, orphans=[OrphanSpec(20, 10.0), OrphanSpec(5, 1.0)],
         properties={"write.metadata.previous-versions-max": "200"},
     )
 
 
 def _orphan_bytes(paths: list[str]) -> int:
-    total = 0
-    for p in paths:
-        local = Path(p.removeprefix("file://"))
-        if local.exists():
-            total += local.stat().st_size
-    return total
+    return sum(p.stat().st_size for p in (Path(x.removeprefix("file://")) for x in paths) if p.exists())
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class DemoWorker:
-    """A real `celery worker` subprocess on the embedded broker, with its /metrics endpoint."""
-
-    def __init__(self, settings: Settings, db_url: str, **extra_env: str) -> None:
-        from workers.config import settings_path_env
-
-        data = settings.data_dir
-        self.port = _free_port()
-        self.heartbeat = data / "worker-heartbeat"
-        self.heartbeat.unlink(missing_ok=True)
-        self.log_path = data / "demo-worker.log"
-        env = dict(os.environ, **settings_path_env(settings), LIFECYCLE_DATABASE_URL=db_url,
-                   LIFECYCLE_METRICS_PORT=str(self.port), LIFECYCLE_METRICS_ADDR="127.0.0.1",
-                   LIFECYCLE_HEARTBEAT_FILE=str(self.heartbeat), LIFECYCLE_HEARTBEAT_SECONDS="2",
-                   PROMETHEUS_MULTIPROC_DIR=str(data / "prometheus"), PYTHONUNBUFFERED="1", **extra_env)
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", QUEUES, "-c", "1", "-P", "prefork",
-             "-n", f"demo-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-l", "WARNING"],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=os.getcwd(),
-        )
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.heartbeat.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the demo worker did not start; see {self.log_path}")
-            time.sleep(0.2)
-
-    def metrics(self) -> str:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as resp:
-                return str(resp.read().decode())
-        except OSError as exc:
-            return f"# metrics unavailable: {exc}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._log.close()
+def _cold_count(store: Any) -> int:
+    with store.cursor() as cur:
+        cur.execute("SELECT count(*) AS n FROM cold_objects")
+        row = cur.fetchone()
+    return int(row["n"]) if row else 0
 
 
-def _wait_runs(store: Any, run_ids: list[str], worker: DemoWorker) -> list[Any]:
-    from lifecycle.state.runs import RunStore
-
-    runs = RunStore(store)
-    deadline = time.monotonic() + JOB_TIMEOUT
-    while True:
-        found = [runs.get(r) for r in run_ids]
-        if all(r is not None and r.state in ("done", "failed", "stopped") for r in found):
-            return found
-        if worker.proc.poll() is not None or time.monotonic() > deadline:
-            return found
-        time.sleep(0.3)
-
-
-def _run_job(echo: Echo, settings: Settings, store: Any, worker: DemoWorker, job: str, table: Any,
-             identifier: str) -> None:
+def _run_job(echo: Echo, settings: Settings, store: Any, worker: DemoWorker, job: str, table: Table,
+             identifier: str) -> bool:
+    """Send `job` as the fleet would (compaction: the planning task, which fans out per partition); print
+    each run; True when every run finished `done`."""
     from lifecycle.fleet import candidate_partitions
-    from lifecycle.jobs.registry import runner
-    from lifecycle.state.runs import run_id_for
     from workers import tasks
 
-    try:
-        runner(job)
-    except ImportError:
-        echo(f"  {job}: not available in this build")
-        return
-    token = uuid.uuid4().hex
+    watch = RunWatch(store, job, identifier).start()
     if job == "compact":
-        parts: list[str | None] = list(candidate_partitions(table.refresh(), identifier,
-                                                            settings.for_table(identifier)))
+        expected = len(candidate_partitions(table.refresh(), identifier, settings.for_table(identifier)))
+        if not expected:
+            echo("  compact: no partition needs it")
+            return True
+        tasks.send_plan_compaction(identifier, manual=True)
     else:
-        parts = [None]
-    if not parts:
-        echo(f"  {job}: no partition needs it")
-        return
-    run_ids = [run_id_for(job, identifier, p or "", token) for p in parts]
-    for part, run_id in zip(parts, run_ids, strict=True):
-        tasks.send_job(job, identifier, part, manual=True, run_id=run_id)
-    for part, run in zip(parts, _wait_runs(store, run_ids, worker), strict=True):
-        where = f" [{part}]" if part else ""
-        if run is None:
-            echo(f"  {job}{where}: no result (see {worker.log_path})")
-            continue
-        counts = ", ".join(f"{k}={v}" for k, v in sorted(run.counts.items()))
-        echo(f"  {job}{where}: {run.state}" + (f" ({counts})" if counts else "")
-             + (f" error: {run.error}" if run.error else ""))
+        expected = 1
+        tasks.send_job(job, identifier, None, manual=True)
+    runs = watch.wait(expected, worker)
+    for run in runs:
+        where = f" [{run['partition']}]" if run["partition"] else ""
+        counts = ", ".join(f"{k}={v}" for k, v in sorted((run["counts"] or {}).items()))
+        echo(f"  {job}{where}: {run['state']}" + (f" ({counts})" if counts else "")
+             + (f" error: {run['error']}" if run["error"] else ""))
+    if len(runs) < expected:
+        echo(f"  {job}: {expected - len(runs)} run(s) without a result (see {worker.log_path})")
+    return len(runs) >= expected and all(r["state"] == "done" for r in runs)
 
 
-def run_demo(settings: Settings, fresh: bool = True, echo: Echo = print) -> None:
+def _fresh(data: Path) -> None:
+    for sub in ("warehouse", "catalog.db", "cold", "broker", "prometheus", "celerybeat-schedule",
+                "demo-worker.log", "demo-metrics.prom"):
+        p = data / sub
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def cli_command() -> str:
+    """How to call lifecycle-cli from here: bare if on PATH, else the virtualenv's script."""
+    script = Path(sys.executable).parent / "lifecycle-cli"
+    found = shutil.which("lifecycle-cli")
+    if found and Path(found).resolve() == script.resolve():
+        return "lifecycle-cli"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def run_demo(settings: Settings, fresh: bool = True, echo: Echo = print, keep_db: bool = False) -> bool:
     from lifecycle.state.db import database_url
     from lifecycle.state.store import StateStore
     from workers.config import settings_path_env
 
     data = settings.data_dir
     if fresh:
-        for sub in ("warehouse", "catalog.db", "cold", "broker", "prometheus", "celerybeat-schedule"):
-            p = data / sub
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+        _fresh(data)
     data.mkdir(parents=True, exist_ok=True)
     echo(f"embedded default under {data}")
     clock = default_clock()
@@ -214,8 +147,11 @@ def run_demo(settings: Settings, fresh: bool = True, echo: Echo = print) -> None
     with warnings.catch_warnings():  # the embedded server's platformdirs lookup warns about XDG_RUNTIME_DIR
         warnings.simplefilter("ignore")
         db_url = database_url(settings)
+    if settings.embedded_state:
+        echo(embedded_pg.server(data).describe())
     store = StateStore(db_url, clock)
     worker: DemoWorker | None = None
+    ok = True
     try:
         if fresh:
             with store.cursor() as cur:
@@ -226,32 +162,37 @@ def run_demo(settings: Settings, fresh: bool = True, echo: Echo = print) -> None
         worker.wait_ready()
         echo(f"celery worker pid {worker.proc.pid} on the embedded broker; metrics on :{worker.port}/metrics")
         for job in JOB_NAMES:
-            _run_job(echo, settings, store, worker, job, archive.table, archive.identifier)
+            ok = _run_job(echo, settings, store, worker, job, archive.table, archive.identifier) and ok
         scraped: list[str] = []
-        worker = _next_night_purge(echo, settings, store, db_url, worker, archive, scraped)
+        worker, purged = _next_night_purge(echo, settings, store, db_url, worker, archive, scraped)
+        ok = purged and ok
         after = shape(catalog.load_table(archive.identifier))
         _print_shape(echo, "after", after, _orphan_bytes(planted), _cold_count(store))
-        echo("metrics (scraped from the workers' /metrics, summed):")
-        for series, value in summed_metrics([*scraped, worker.metrics()]).items():
+        from workers import tasks
+
+        tasks.reap_runs.apply_async(queue="control")  # the reaper refreshes the purge-backlog gauge
+        scraped.append(wait_reaped(worker))
+        (data / "demo-metrics.prom").write_text("\n".join(scraped))
+        echo(f"metrics (scraped from the workers' /metrics, summed; all of it in {data / 'demo-metrics.prom'}):")
+        for series, value in summed_metrics(scraped, METRIC_PREFIXES).items():
             echo(f"    {series} {value:g}")
+        _land_late_files(echo, archive.table)
     finally:
         if worker is not None:
             worker.stop()
         store.close()
+        if settings.embedded_state:
+            _embedded_at_exit(echo, data, keep_db)
+    _next_steps(echo, archive.identifier, ok, data)
+    return ok
 
 
 def _next_night_purge(echo: Echo, settings: Settings, store: Any, db_url: str, worker: DemoWorker,
-                      archive: Any, scraped: list[str]) -> DemoWorker:
+                      archive: Any, scraped: list[str]) -> tuple[DemoWorker, bool]:
     """Purge only takes files expire journaled `purge_delay_hours` ago: show it with a worker whose clock
     is that much later (LIFECYCLE_FAKE_NOW), as the next night's run would be."""
     from datetime import UTC, datetime
 
-    try:
-        from lifecycle.jobs.registry import runner
-
-        runner("purge")
-    except ImportError:
-        return worker
     delay = settings.for_table(archive.identifier).purge_delay_hours
     later = datetime.now(UTC) + timedelta(hours=delay + 1)
     echo(f"purge waits {delay} h after expire; a worker whose clock reads {later:%Y-%m-%d %H:%M} UTC runs it:")
@@ -259,22 +200,37 @@ def _next_night_purge(echo: Echo, settings: Settings, store: Any, db_url: str, w
     worker.stop()
     worker = DemoWorker(settings, db_url, LIFECYCLE_FAKE_NOW=later.isoformat())
     worker.wait_ready()
-    _run_job(echo, settings, store, worker, "purge", archive.table, archive.identifier)
-    return worker
+    ok = _run_job(echo, settings, store, worker, "purge", archive.table, archive.identifier)
+    return worker, ok
 
 
-def summed_metrics(texts: list[str]) -> dict[str, float]:
-    total: dict[str, float] = {}
-    for text in texts:
-        for line in text.splitlines():
-            if line.startswith(METRIC_PREFIXES):
-                series, _, value = line.rpartition(" ")
-                total[series] = total.get(series, 0.0) + float(value)
-    return total
+def _land_late_files(echo: Echo, table: Table) -> None:
+    mission, day = LATE_PARTITION
+    spec = ArchiveSpec(partitions=[LATE_PARTITION], files_per_partition=LATE_FILES, file_bytes=(20_000, 120_000))
+    add_small_files(table.refresh(), spec, random.Random(11))
+    echo(f"meanwhile a writer landed {LATE_FILES} small files in mission_id={mission},day={day}: work left to do")
 
 
-def _cold_count(store: Any) -> int:
-    with store.cursor() as cur:
-        cur.execute("SELECT count(*) AS n FROM cold_objects")
-        row = cur.fetchone()
-    return int(row["n"]) if row else 0
+def _embedded_at_exit(echo: Echo, data: Path, keep_db: bool) -> None:
+    found = embedded_pg.server(data)
+    if not found.running:
+        return
+    if keep_db:
+        echo(f"{found.describe()}: kept running (--keep-db); stop it with `{cli_command()} demo --stop`")
+        return
+    embedded_pg.stop(data)
+    echo(f"embedded PostgreSQL pid {found.pid} ({found.pgdata}) stopped. Any command below starts it again on"
+         f" demand and leaves it running; `{cli_command()} demo --stop` stops it.")
+
+
+def _next_steps(echo: Echo, table: str, ok: bool, data: Path) -> None:
+    cli = cli_command()
+    if not ok:
+        echo(f"some jobs did not finish: see the lines above and {data / 'demo-worker.log'}")
+    steps = [(f"{cli} run compact --dry-run", "the plan for the files that just landed"),
+             (f"{cli} status", "runs, journals, locks, queues"),
+             (f"{cli} cold ls --table {table}", "what purge copied to the cold tier")]
+    width = max(len(command) for command, _ in steps)
+    echo("next, try:")
+    for command, why in steps:
+        echo(f"  {command:<{width}}  # {why}")

@@ -7,18 +7,22 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection
 from typing import Any
 
 from lifecycle import log, metrics
-from lifecycle.compaction.planner import FileInfo, plan_table
-from lifecycle.compaction.scan import live_files
+from lifecycle.admission import RequestRejected
+from lifecycle.census import census
+from lifecycle.compaction.planner import is_candidate
 from lifecycle.compaction.strategy import select_strategy, thresholds_for
 from lifecycle.errors import StaleStateError
 from lifecycle.jobs.base import LOCKED, NOTHING_TO_DO, JobContext, JobRequest, JobResult
+from lifecycle.jobs.specs import lock_kind
 from lifecycle.settings import TableSettings
-from lifecycle.state.locks import AdvisoryLock, lock_kind
-from lifecycle.state.runs import DONE, FAILED, RUNNING, RunStore, run_id_for
+from lifecycle.state.locks import AdvisoryLock
+from lifecycle.state.models import JobRun
+from lifecycle.state.quarantine import Quarantine
+from lifecycle.state.runs import DONE, FAILED, QUEUED, RUNNING, RunStore, run_id_for
 
 _log = log.get("lifecycle.fleet")
 
@@ -40,15 +44,18 @@ def candidate_partitions(table: Any, table_name: str, ts: TableSettings) -> list
     return fanout_plan(table, table_name, ts)[0]
 
 
-def fanout_plan(table: Any, table_name: str, ts: TableSettings) -> tuple[list[str], int]:
-    """(candidate partitions, small-file backlog) from ONE scan of the current snapshot, by compaction's own
-    planner (table-property thresholds included)."""
+def fanout_plan(table: Any, table_name: str, ts: TableSettings,
+                skip: Collection[str] = ()) -> tuple[list[str], int]:
+    """(candidate partitions, small-file backlog) from ONE streamed pass over the current snapshot's manifests
+    (lifecycle/census.py: a few integers per partition, never the table's DataFiles), decided by compaction's
+    own planner rule with the table-property thresholds (a file with many deletes makes its partition one).
+    Partitions in `skip` (quarantined) are left out."""
     strategy = select_strategy(table.properties, table.sort_order(), table.schema())
-    snapshot_id, parts = live_files(table)
-    infos: dict[str, Sequence[FileInfo]] = {p: f.infos() for p, f in parts.items()}
-    backlog = sum(1 for files in infos.values() for f in files if f.size < ts.small_file_bytes)
-    plan = plan_table(table_name, snapshot_id, infos, strategy, thresholds_for(ts, table.properties, strategy))
-    return sorted(p.partition for p in plan.partitions), backlog
+    thresholds = thresholds_for(ts, table.properties, strategy)
+    _snapshot_id, counts = census(table, thresholds.small_file_bytes, ts.small_file_bytes)
+    backlog = sum(c.backlog for c in counts.values())
+    return sorted(p for p, c in counts.items()
+                  if p not in skip and (is_candidate(c.small, thresholds) or c.heavy)), backlog
 
 
 class _Heartbeat:
@@ -75,7 +82,8 @@ class _Heartbeat:
         self._thread.join(timeout=5)
 
 
-def _exhaust(ctx: JobContext, runs: RunStore, req: JobRequest, run_id: str, attempts: int) -> JobResult:
+def _exhaust(ctx: JobContext, runs: RunStore, req: JobRequest, run_id: str, attempts: int,
+             tracker: Quarantine) -> JobResult:
     """Too many attempts: end the run failed (under its lock, so a live holder is never overruled)."""
     kind = lock_kind(req.job)
     partition = (req.partition or "") if kind == req.job else ""
@@ -84,34 +92,50 @@ def _exhaust(ctx: JobContext, runs: RunStore, req: JobRequest, run_id: str, atte
             metrics.LOCK_CONTENTION.labels(req.job).inc()
             return JobResult(req.job, req.table, req.partition, LOCKED)
         run = runs.get(run_id)
-        if run is None or run.state != RUNNING:
+        if run is None or run.state not in (QUEUED, RUNNING):
             return JobResult(req.job, req.table, req.partition, ALREADY_FINISHED)
-        runs.finish(run_id, FAILED, error=f"gave up after {attempts} attempts (the run kept dying)")
+        error = f"gave up after {attempts} attempts (the run kept dying)"
+        runs.finish(run_id, FAILED, error=error, expected=(QUEUED, RUNNING))
+        tracker.end(req.job, req.table, req.partition or "", run_id, ok=False, error=error)
     metrics.JOB_FAILED_FINAL.labels(req.job).inc()
     metrics.JOB_RUNS.labels(req.job, req.table, FAILED).inc()
     _log.event("run.attempts_exhausted", run_id=run_id, job=req.job, table=req.table, partition=req.partition)
     return JobResult(req.job, req.table, req.partition, ATTEMPTS_EXHAUSTED, detail=[f"{attempts} attempts"])
 
 
+def _check_run(run: JobRun | None, req: JobRequest) -> None:
+    """A message naming an existing run must name that run's own job, table and partition."""
+    if run is not None and (run.job, run.table_name, run.partition) != (req.job, req.table, req.partition or ""):
+        raise RequestRejected("run-id-mismatch", f"run {req.run_id} belongs to {run.job} on {run.table_name}"
+                                                 f" {run.partition}".rstrip())
+
+
 def run_fleet_job(ctx: JobContext, req: JobRequest) -> JobResult:
-    """Execute one message's job run: skip a finished run, cap attempts, heartbeat while running."""
+    """Execute one admitted message's job run (lifecycle/admission.py validated it): skip a finished run, cap
+    attempts, refuse a quarantined key, heartbeat while running. RequestRejected: nothing ran, no row."""
     from lifecycle.runtime import execute
 
     assert req.run_id, "fleet runs carry a deterministic run id"
     runs = RunStore(ctx.store)
     run = runs.get(req.run_id)
+    _check_run(run, req)
+    attempts = Quarantine.of(ctx.store, ctx.settings)
+    poison = attempts.blocked(req.job, req.table, req.partition or "")
+    if poison is not None:
+        raise RequestRejected("quarantined", f"{req.job} {req.table} {req.partition or ''} is quarantined after"
+                                             f" {poison.failures} failures (lifecycle-cli quarantine list)")
     if run is not None and run.state in (DONE, FAILED):
         _log.event("run.duplicate", run_id=req.run_id, state=run.state)
         return JobResult(req.job, req.table, req.partition, ALREADY_FINISHED)
-    if run is not None and run.state == RUNNING and run.attempts >= run.max_attempts:
-        return _exhaust(ctx, runs, req, req.run_id, run.attempts)
+    if run is not None and run.state in (QUEUED, RUNNING) and run.attempts >= run.max_attempts:
+        return _exhaust(ctx, runs, req, req.run_id, run.attempts, attempts)
     job_ctx = dataclasses.replace(ctx, manual=req.manual, lock=None)
     if not req.manual and not job_ctx.window_open(req.job):  # scheduled: the window is checked at start
         return JobResult(req.job, req.table, req.partition, NOTHING_TO_DO,
                          detail=[f"outside its window at {ctx.clock.now():%H:%M} UTC; the next tick continues"])
     try:
         with _Heartbeat(runs, req.run_id, heartbeat_seconds()):
-            return execute(job_ctx, req)
+            return execute(job_ctx, req, attempts=attempts)
     except StaleStateError:
         after = runs.get(req.run_id)
         if after is not None and after.state in (DONE, FAILED):  # a duplicate finished it meanwhile

@@ -1,12 +1,45 @@
 """Prometheus metrics. The four contract names carry a `table` label.
 
-In a Celery fleet PROMETHEUS_MULTIPROC_DIR is set before start and prometheus-client aggregates every
-prefork child; here we only define the metrics (the default registry), never serve them.
+In a Celery fleet PROMETHEUS_MULTIPROC_DIR is set before the pool forks (workers/metrics_dir.py) and the
+worker's main process serves the sum of every prefork child; here we only define the metrics (the default
+registry), never serve them. `multiprocess_values()` runs before the first metric is made, so the folder is
+used even when prometheus-client was imported before the variable was set.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Gauge, Histogram, values
+
+from lifecycle import log
+
+
+def multiprocess_values(env: dict[str, str] | None = None) -> bool:
+    """Make prometheus-client's value class agree with PROMETHEUS_MULTIPROC_DIR now; True if multiprocess.
+
+    prometheus-client chooses it once, at its own first import. The `celery` command imports it early (via
+    Flower's command plug-in), before workers/app.py sets the variable: the pool children then kept their
+    samples in memory and the worker served nothing. A folder that does not exist yet is created; one that
+    cannot be made leaves this process's metrics in memory (a CLI run still works).
+    """
+    folder = (os.environ if env is None else env).get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            log.get("lifecycle.metrics").warning("metrics.multiproc_dir_unusable", path=folder, error=str(exc))
+            folder = ""
+    if folder:
+        if values.ValueClass is values.MutexValue:
+            values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+        return True
+    values.ValueClass = values.MutexValue
+    return False
+
+
+MULTIPROCESS = multiprocess_values()
 
 FILES_COMPACTED = Counter("files_compacted", "Input data files replaced by compaction", ["table"])
 SNAPSHOTS_EXPIRED = Counter("snapshots_expired", "Snapshots removed by expiration phase 1", ["table"])
@@ -59,9 +92,35 @@ PURGE_OVERDUE_AGE = Gauge(
 )
 BEAT_EMISSIONS = Counter("lifecycle_beat_emissions", "Job messages emitted by celery beat", ["job"])
 
+
+
+def touch_job_series(jobs: Iterable[str], reasons: Iterable[str] = ()) -> None:
+    """Zero-valued series per job (and per refusal reason) of the counters and gauges that only move on trouble
+    or on beat's messages, so the dashboard's panels and the alert rules see 0 rather than nothing on a
+    healthy fleet."""
+    for job in jobs:
+        for metric in (LOCK_CONTENTION, JOB_FAILED_FINAL, BEAT_EMISSIONS, QUARANTINES, QUARANTINED):
+            metric.labels(job)
+    for reason in reasons:
+        MESSAGES_REJECTED.labels(reason)
+
+
 CONTRACT_NAMES = (
     "files_compacted_total",
     "snapshots_expired_total",
     "orphans_cleaned_total",
     "lineage_validation_failures_total",
 )
+
+# ---- fleet trust (request validation, poison partitions, the reaper) ---------------------------------------
+# `reason` is one of lifecycle.admission.REASONS: never a label taken from a message.
+MESSAGES_REJECTED = Counter(
+    "lifecycle_messages_rejected", "Fleet messages refused by request validation (acknowledged, nothing run)",
+    ["reason"],
+)
+QUARANTINED = Gauge(
+    "lifecycle_quarantined_partitions", "(job, table, partition) keys quarantined after repeated failures",
+    ["job"], multiprocess_mode="mostrecent",
+)
+QUARANTINES = Counter("lifecycle_quarantines", "Times a (job, table, partition) key was quarantined", ["job"])
+STATE_ROWS_PRUNED = Counter("lifecycle_state_rows_pruned", "State rows pruned by the reaper", ["kind"])

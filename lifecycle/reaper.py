@@ -1,8 +1,14 @@
-"""The reaper: find job runs whose heartbeat went stale while nobody holds their lock, and re-enqueue them.
+"""The reaper: tell dead runs from queued and out-of-window ones, and re-send only the dead.
 
-A run whose attempts are used up ends `failed` (counted in `lifecycle_job_attempts_exhausted_total`) instead of
-looping. The caller passes `enqueue`, which sends a message for the run (the Celery task does; lifecycle/
-never imports celery). Re-enqueueing refreshes the heartbeat, so the next sweep waits a full period again.
+An open run (queued or running) is left alone while its heartbeat (or its last re-send, for a queued one) is
+younger than the staleness period: it is alive, or its message waits in a queue. A stale one is looked at
+under its advisory lock: held → busy (alive, only slow to heartbeat). Otherwise, with the run re-read under the
+lock: attempts used up → `failed` (`lifecycle_job_attempts_exhausted_total`); a scheduled run whose window is
+closed → `stopped` (waiting for its window: beat's next emission resumes from the journal, a re-send now
+would only be refused); else it is moved to `queued` by a compare-and-swap on what this sweep saw, and only
+the reaper that won the swap sends it. A queued run is therefore re-sent at most once per staleness period,
+and two reapers never both re-send it. The caller passes `enqueue` (the Celery task does; lifecycle/ never
+imports celery). Each sweep also prunes old state rows (lifecycle/state/prune.py) and refreshes gauges.
 """
 
 from __future__ import annotations
@@ -10,13 +16,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from lifecycle import log, metrics
-from lifecycle.state.locks import AdvisoryLock, lock_kind
+from lifecycle.jobs.specs import lock_kind
+from lifecycle.settings import Settings
+from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.models import JobRun
-from lifecycle.state.runs import FAILED, RUNNING, RunStore
+from lifecycle.state.runs import FAILED, QUEUED, RUNNING, STOPPED, RunStore
 from lifecycle.state.store import StateStore
+from lifecycle.windows import scheduled_window_open
 
 _log = log.get("lifecycle.reaper")
 
@@ -33,6 +42,9 @@ class ReapReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)     # stale heartbeat but the lock is held: still alive
+    alive: list[str] = field(default_factory=list)    # running with a fresh heartbeat
+    queued: list[str] = field(default_factory=list)   # re-sent (or created) less than a period ago: in a queue
+    waiting: list[str] = field(default_factory=list)  # dead, scheduled, window closed: stopped, not re-sent
 
 
 def observe_purge_backlog(store: StateStore) -> dict[str, float]:
@@ -50,32 +62,54 @@ def observe_purge_backlog(store: StateStore) -> dict[str, float]:
     return ages
 
 
-def reap(store: StateStore, db_url: str, enqueue: Enqueue, stale: timedelta | None = None) -> ReapReport:
-    """Re-enqueue stale runs (or end exhausted ones failed); also refresh the purge-backlog gauge."""
+def _stale(run: JobRun, now: datetime, stale: timedelta) -> bool:
+    seen = max(t for t in (run.heartbeat_at, run.requeued_at, run.created_at) if t is not None)
+    return now - seen >= stale
+
+
+def reap(store: StateStore, db_url: str, enqueue: Enqueue, stale: timedelta | None = None,
+         settings: Settings | None = None) -> ReapReport:
+    """One sweep: classify open runs, re-send the dead ones; refresh the purge-backlog and quarantine gauges."""
     observe_purge_backlog(store)
     runs = RunStore(store)
-    now = store.clock.now()
     stale = stale or stale_after()
     report = ReapReport()
-    for run in runs.open_runs():
-        if run.state != RUNNING or run.heartbeat_at is None or now - run.heartbeat_at < stale:
+    for listed in runs.open_runs():
+        if not _stale(listed, store.clock.now(), stale):
+            (report.queued if listed.state == QUEUED else report.alive).append(listed.run_id)
             continue
-        kind = lock_kind(run.job)
-        partition = run.partition if kind == run.job else ""
-        with AdvisoryLock(db_url, kind, run.table_name, partition) as lock:
+        kind = lock_kind(listed.job)
+        partition = listed.partition if kind == listed.job else ""
+        with AdvisoryLock(db_url, kind, listed.table_name, partition) as lock:
             if not lock.acquired:
-                report.busy.append(run.run_id)
+                report.busy.append(listed.run_id)
+                continue
+            run = runs.get(listed.run_id)  # re-checked under the lock: another reaper or a worker may have acted
+            if run is None or run.state not in (QUEUED, RUNNING) or not _stale(run, store.clock.now(), stale):
                 continue
             if run.attempts >= run.max_attempts:
-                runs.finish(run.run_id, FAILED, error=f"gave up after {run.attempts} attempts (heartbeat went stale)")
+                runs.finish(run.run_id, FAILED, error=f"gave up after {run.attempts} attempts (heartbeat went stale)",
+                            expected=(QUEUED, RUNNING))
                 metrics.JOB_FAILED_FINAL.labels(run.job).inc()
                 metrics.JOB_RUNS.labels(run.job, run.table_name, FAILED).inc()
                 report.failed.append(run.run_id)
                 _log.event("reaper.failed", run_id=run.run_id, attempts=run.attempts)
                 continue
-            runs.heartbeat(run.run_id)
+            if not run.manual and settings is not None and not _window_open(settings, run.job, store.clock.now()):
+                runs.finish(run.run_id, STOPPED, error="its worker died; its window is closed: the next scheduled"
+                            " run resumes from the journal", expected=(QUEUED, RUNNING))
+                report.waiting.append(run.run_id)
+                _log.event("reaper.waiting_for_window", run_id=run.run_id, job=run.job, table=run.table_name)
+                continue
+            if not runs.requeue(run):
+                continue
         task_id = enqueue(run)
         report.requeued.append(run.run_id)
         _log.event("reaper.requeued", run_id=run.run_id, job=run.job, table=run.table_name,
                    partition=run.partition, task_id=task_id)
     return report
+
+
+def _window_open(settings: Settings, job: str, now: datetime) -> bool:
+    return scheduled_window_open(job, now, settings.windows.paused(), settings.windows.allowed(),
+                                 settings.fleet.max_clock_skew_seconds)

@@ -5,25 +5,28 @@ The CLI and the Celery tasks both call `execute`, so a manual run and a fleet ru
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from lifecycle import log, metrics, reachability
+from lifecycle import admission, log, metrics, reachability
 from lifecycle.bandwidth import Limiter, process_limiter
-from lifecycle.catalog import open_catalog, qualify, resolve_table
+from lifecycle.catalog import open_catalog
 from lifecycle.clock import Clock, default_clock
-from lifecycle.errors import BadInputError, StopRequested
+from lifecycle.errors import LifecycleError, StopRequested
 from lifecycle.formats import check_request
 from lifecycle.identity import worker_id
 from lifecycle.jobs.base import LOCKED, STOPPED, JobContext, JobRequest, JobResult
-from lifecycle.jobs.registry import PARTITIONED_JOBS, JobFn, check_job, runner
+from lifecycle.jobs.registry import JobFn, runner
+from lifecycle.jobs.specs import lock_kind
 from lifecycle.lineage import guard_catalog
-from lifecycle.partitions import parse_partition
 from lifecycle.settings import Settings
 from lifecycle.state.db import database_url
-from lifecycle.state.locks import AdvisoryLock, lock_kind
+from lifecycle.state.locks import AdvisoryLock
+from lifecycle.state.quarantine import Quarantine
 from lifecycle.state.runs import RunStore
 from lifecycle.state.store import StateStore
 
@@ -55,15 +58,9 @@ def build_context(
 
 
 def validate_request(ctx: JobContext, job: str, table: str, partition: str | None) -> tuple[str, str | None]:
-    """Bad input is refused before anything changes: unknown job, table, or malformed partition."""
-    check_job(job)
-    identifier, tbl = resolve_table(ctx.catalog, ctx.settings, qualify(ctx.settings, table))
-    if partition is not None:
-        if job not in PARTITIONED_JOBS:
-            raise BadInputError(f"--partition: job {job!r} runs per table, not per partition")
-        key = parse_partition(partition, tbl.spec(), tbl.schema())
-        partition = key.text
-    return identifier, partition
+    """Bad input is refused before anything changes (lifecycle/admission.py: the one validation of every
+    entry point): unknown job, a table outside the fleet's set, a malformed partition."""
+    return admission.validate_request(ctx.settings, ctx.catalog, job, table, partition)
 
 
 def _trim_caches() -> None:
@@ -80,12 +77,17 @@ def _run(fn: JobFn, ctx: JobContext, request: JobRequest) -> JobResult:
     return fn(ctx, request)
 
 
-def execute(ctx: JobContext, request: JobRequest,
-            on_locked: Callable[[], None] | None = None) -> JobResult:
-    """Take the job's advisory lock, run it, record the run. A held lock → status `locked`."""
+QUARANTINED = "quarantined"   # the (job, table, partition) failed too often: skipped until released
+
+
+def execute(ctx: JobContext, request: JobRequest, on_locked: Callable[[], None] | None = None,
+            attempts: Quarantine | None = None) -> JobResult:
+    """Take the job's advisory lock, run it, record the run. A held lock → status `locked`. With `attempts`
+    (fleet runs), each attempt is counted per (job, table, partition) and a poison key is refused."""
     fn = runner(request.job)
     kind = lock_kind(request.job)
-    lock_partition = request.partition or "" if kind == request.job else ""
+    lock_partition = (request.partition or "") if kind == request.job else ""
+    key = (request.job, request.table, request.partition or "")
     runs = RunStore(ctx.store)
     run_id = request.run_id or f"{request.job}-manual-{uuid.uuid4().hex[:12]}"
     started = time.monotonic()
@@ -96,28 +98,52 @@ def execute(ctx: JobContext, request: JobRequest,
             if on_locked:
                 on_locked()
             return JobResult(request.job, request.table, request.partition, LOCKED)
+        where: dict[str, Any] = {"job": request.job, "table": request.table, "partition": request.partition}
         if request.dry_run:
             ctx.lock = lock
             try:
-                return _run(fn, ctx, request)
+                result = _run(fn, ctx, request)
+                _log.event("job.dry_run", **where, status=result.status, counts=result.counts)
+                return result
             finally:
                 ctx.lock = None
         runs.ensure(run_id, request.job, request.table, request.partition or "", request.manual)
         runs.start(run_id, worker_id())
-        ctx.lock = lock
+        _log.event("job.start", **where, run_id=run_id, manual=request.manual)
         outcome = "failed"
+        if attempts is not None and (poison := attempts.begin(*key, run_id)) is not None:
+            why = f"quarantined after {poison.failures} failed attempts; last: {poison.last_error}"
+            runs.finish(run_id, "failed", error=why)
+            metrics.JOB_RUNS.labels(request.job, request.table, QUARANTINED).inc()
+            return JobResult(request.job, request.table, request.partition, QUARANTINED, detail=[why])
+        ctx.lock = lock
         try:
             result = _run(fn, ctx, request)
             outcome = result.status
             runs.finish(run_id, "done", result.counts)
+            _log.event("job.finish", **where, run_id=run_id, status=result.status, counts=result.counts,
+                       seconds=round(time.monotonic() - started, 3))
+            if attempts is not None:
+                attempts.end(*key, run_id, ok=True)
             return result
         except StopRequested as stop:
             outcome = STOPPED
             runs.finish(run_id, "stopped", error=str(stop))
+            _log.event("job.finish", **where, run_id=run_id, status=STOPPED, reason=str(stop),
+                       seconds=round(time.monotonic() - started, 3))
+            if attempts is not None:
+                attempts.end(*key, run_id, ok=None)
             return JobResult(request.job, request.table, request.partition, STOPPED, detail=[str(stop)])
         except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
             if lock.alive():
-                runs.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+                runs.finish(run_id, "failed", error=error)
+                if attempts is not None:
+                    attempts.end(*key, run_id, ok=False, error=error)
+            refused = isinstance(exc, LifecycleError) and exc.exit_code == 2  # bad input: the caller says it
+            loud = ctx.log_failures and not refused
+            _log.event("job.failed", logging.ERROR if loud else logging.INFO, **where, run_id=run_id,
+                       error=error[:2000], seconds=round(time.monotonic() - started, 3))
             raise
         finally:
             ctx.lock = None

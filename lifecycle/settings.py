@@ -23,6 +23,8 @@ class CatalogSettings:
 class StateSettings:
     database_url: str = ""
     data_dir: str = "lifecycle-data"  # the embedded default's local folder
+    # finished job runs, finished plans and their journal rows older than this are pruned by the reaper
+    history_retention_days: int = 90
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,13 @@ class FleetSettings:
     metrics_port: int = 9808
     # The largest clock difference between hosts the safety rules tolerate: a writer's heartbeat stamped by
     # its own clock, or a purge row's eligibility stamped by another worker, is judged with this margin, so
-    # a host this far behind never loses a protection and a host this far ahead never deletes early.
+    # a host this far behind never loses a protection and a host this far ahead never deletes early. Quiet
+    # windows use it too (beat's emission margin, a scheduled run's tolerance: lifecycle/windows.py).
     max_clock_skew_seconds: int = 300
+    # poison partitions: a (job, table, partition) whose runs failed or died this many times in a row is
+    # quarantined (skipped) until an operator releases it or the cool-off passes
+    quarantine_after_failures: int = 5
+    quarantine_cool_off_hours: int = 24
 
 
 @dataclass(frozen=True)
@@ -206,6 +213,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"fleet.metrics_port: not a port: {s.fleet.metrics_port}")
     if s.fleet.max_clock_skew_seconds < 0:
         raise ConfigError(f"fleet.max_clock_skew_seconds: must be 0 or more, got {s.fleet.max_clock_skew_seconds}")
+    for key in ("quarantine_after_failures", "quarantine_cool_off_hours"):
+        if getattr(s.fleet, key) < 1:
+            raise ConfigError(f"fleet.{key}: must be at least 1, got {getattr(s.fleet, key)}")
+    if s.state.history_retention_days < 1:
+        raise ConfigError(f"state.history_retention_days: must be at least 1, got {s.state.history_retention_days}")
     if s.compaction.commit_batch_max_groups < 1:
         raise ConfigError("compaction.commit_batch_max_groups: must be at least 1,"
                           f" got {s.compaction.commit_batch_max_groups}")

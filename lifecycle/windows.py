@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from lifecycle.errors import ConfigError
 
@@ -40,3 +40,31 @@ def parse_window(text: str, key: str) -> Window:
 def in_any(windows: tuple[Window, ...], when: datetime) -> bool:
     return any(w.contains(when) for w in windows)
 
+
+
+def _instants(when: datetime, tolerance: float) -> list[datetime]:
+    """`when`, the ends of [when - tolerance, when + tolerance] and every minute boundary between them: windows
+    change only at minute boundaries, so a window touches the interval iff it contains one of these."""
+    lo, hi = when - timedelta(seconds=tolerance), when + timedelta(seconds=tolerance)
+    out = [when, lo, hi]
+    t = lo.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    while t < hi:
+        out.append(t)
+        t += timedelta(minutes=1)
+    return out
+
+
+def scheduled_window_open(job: str, when: datetime, paused: tuple[Window, ...], allowed: tuple[Window, ...],
+                          tolerance: float = 0.0) -> bool:
+    """May a scheduled `job` run at `when` on this host's clock? Compaction outside the paused windows, expire and
+    purge inside the allowed ones; other jobs always. `tolerance` (`fleet.max_clock_skew_seconds`) widens the
+    answer to any instant within that many seconds, so a host whose clock runs a little behind or ahead of
+    beat's does not refuse (or stop) the run beat emitted inside the window."""
+    from lifecycle.jobs.specs import Gate, spec
+
+    gate = spec(job).gate
+    if gate is Gate.OUTSIDE_PAUSED:
+        return any(not in_any(paused, t) for t in _instants(when, tolerance))
+    if gate is Gate.INSIDE_ALLOWED:
+        return any(in_any(allowed, t) for t in _instants(when, tolerance))
+    return True

@@ -17,12 +17,19 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from lifecycle.bandwidth import TokenBucket
 from lifecycle.clock import ManualClock
 from lifecycle.jobs.base import JobContext
 from lifecycle.settings import Settings, from_mapping
 from lifecycle.state.store import StateStore
+
+# The CI machine has two cores shared with worker subprocesses: generating examples may be slow there, which
+# says nothing about the code under test. Timing checks stay off; every property is still checked.
+hypothesis_settings.register_profile("shared-machine", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+hypothesis_settings.load_profile("shared-machine")
 
 PG_ADMIN_URL = os.environ.get("LIFECYCLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("LIFECYCLE_TEST_REDIS", "redis://127.0.0.1:6379/0")

@@ -7,32 +7,19 @@ Queues (a contract the deployment relies on): `compaction`, `expiration` (expire
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from lifecycle.errors import ConfigError
+from lifecycle.jobs.specs import JOBS
+from lifecycle.jobs.specs import QUEUES as QUEUES
 from lifecycle.settings import Settings
 
-QUEUES = ("compaction", "expiration", "orphans", "metadata", "control")
-
-# Task name of each job (readable in Flower) and its queue.
-JOB_TASKS = {
-    "compact": "lifecycle.compact",
-    "expire": "lifecycle.expire",
-    "purge": "lifecycle.purge",
-    "clean-orphans": "lifecycle.clean-orphans",
-    "rewrite-manifests": "lifecycle.rewrite-manifests",
-    "compact-schema-history": "lifecycle.compact-schema-history",
-}
-JOB_QUEUES = {
-    "compact": "compaction",
-    "expire": "expiration",
-    "purge": "expiration",
-    "clean-orphans": "orphans",
-    "rewrite-manifests": "metadata",
-    "compact-schema-history": "metadata",
-}
+# Task name of each job (readable in Flower) and its queue: derived from the job registry.
+JOB_TASKS = {s.name: s.task for s in JOBS}
+JOB_QUEUES = {s.name: s.queue for s in JOBS}
 PLAN_COMPACTION_TASK = "lifecycle.plan-compaction"
 REAP_TASK = "lifecycle.reap"
 
@@ -81,8 +68,13 @@ def is_redis(url: str) -> bool:
     return url.startswith(("redis://", "rediss://", "redis+socket://"))
 
 
-def celery_config(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def celery_config(settings: Settings, env: Mapping[str, str] | None = None, beat: bool | None = None) -> dict[str, Any]:
+    """The Celery configuration. No key holds a secret that Celery's censor would show (`celery inspect conf`,
+    Flower's worker config page): `broker_url` is the only credential-bearing key and Celery masks it; the
+    redbeat keys, whose Redis URL Celery would print in clear, are set only in the `celery beat` process
+    (`beat`, default: "beat" on the command line), which answers no remote-control command."""
     env = os.environ if env is None else env
+    beat = "beat" in sys.argv[1:] if beat is None else beat
     visibility, soft, hard = time_limits(env)
     broker = settings.fleet.broker_url
     embedded = not broker
@@ -130,7 +122,7 @@ def celery_config(settings: Settings, env: Mapping[str, str] | None = None) -> d
     if embedded:  # the filesystem transport has no broadcast; nothing to control remotely on one machine
         conf.update({"worker_enable_remote_control": False})
     redbeat_url = settings.fleet.redis_url or (broker if is_redis(broker) else "")
-    if redbeat_url:
+    if redbeat_url and beat:
         conf.update({"redbeat_redis_url": redbeat_url, "redbeat_lock_timeout": 90,
                      "redbeat_key_prefix": "lifecycle:redbeat:"})
     return conf

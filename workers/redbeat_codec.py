@@ -30,7 +30,8 @@ def _install() -> None:
     def dict_to_object(self: Any, d: dict[str, Any]) -> Any:
         if d.get("__type__") == TYPE:
             return WindowedSchedule(d["kind"], every=d["every"], offset=d["offset"],
-                                    allowed=tuple(d["allowed"]), paused=tuple(d["paused"]))
+                                    allowed=tuple(d["allowed"]), paused=tuple(d["paused"]),
+                                    margin=float(d.get("margin", 0.0)))
         return decode(self, d)
 
     decoder.RedBeatJSONEncoder.default = default

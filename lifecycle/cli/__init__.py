@@ -13,7 +13,7 @@ from lifecycle.errors import LifecycleError
 from lifecycle.log import mask
 
 # Each command module attaches its commands to `cli`.
-from lifecycle.cli import cold, db, demo, enqueue, run, status  # noqa: F401  isort: skip
+from lifecycle.cli import cold, db, demo, enqueue, quarantine, run, status  # noqa: F401  isort: skip
 
 
 def main(argv: Sequence[str] | None = None) -> None:

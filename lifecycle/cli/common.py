@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from lifecycle import log
-from lifecycle.jobs.base import JOB_NAMES
+from lifecycle.jobs.specs import JOBS
 from lifecycle.settings import Settings, load
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,21 +27,14 @@ class _JobType(click.ParamType):  # type: ignore[type-arg]
 JOB = _JobType()
 
 
-_JOB_HELP = {
-    "compact": "rewrite a partition's small files (bin-pack, sort or Z-order)",
-    "expire": "phase 1 of snapshot expiration: metadata commit, journal the unreachable files",
-    "purge": "phase 2, 24 h later: copy journaled files to the cold tier, then delete them",
-    "clean-orphans": "delete files nothing references, guarded by age and live writers",
-    "rewrite-manifests": "consolidate per-commit manifests into few partition-clustered ones",
-    "compact-schema-history": "drop unused schemas/specs/sort orders, prune the metadata log",
-}
 _HELP = "Artemis Lifecycle: keep an Iceberg archive fast, small and auditable.\n\n\b\nJobs:\n" + "\n".join(
-    f"  {name:<24}{_JOB_HELP[name]}" for name in JOB_NAMES)
+    f"  {s.name:<24}{s.help}" for s in JOBS)
 
 
 @click.group(help=_HELP)
 @click.option("--config", "config_path", type=str, default=None, help="TOML configuration file.")
-@click.option("--log-level", default="WARNING", show_default=True, help="Logging level (JSON logs on stderr).")
+@click.option("--log-level", default="WARNING", show_default=True, type=click.Choice(log.LEVELS, case_sensitive=False),
+              help="Logging level (JSON logs on stderr).")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, log_level: str) -> None:
     ctx.ensure_object(dict)

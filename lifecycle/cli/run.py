@@ -1,4 +1,9 @@
-"""`lifecycle-cli run JOB`: run a job in this process (bypasses quiet windows, not the bandwidth budget)."""
+"""`lifecycle-cli run JOB`: run a job in this process (bypasses quiet windows, not the bandwidth budget).
+
+On a terminal (and without --json) a progress bar on stderr follows the run: bytes of the groups for
+compaction, files for purge and clean-orphans, objects listed by the orphan scan. Piped: nothing but the
+result lines.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,10 @@ import click
 
 from lifecycle.catalog import all_tables
 from lifecycle.cli.common import JOB, cli, config_option, emit_json, settings_from
+from lifecycle.cli.progress import TerminalBar
 from lifecycle.errors import LifecycleError
 from lifecycle.jobs.base import ABANDONED, JobRequest, JobResult
+from lifecycle.partitions import parse_partition
 from lifecycle.runtime import build_context, execute, validate_request
 
 
@@ -42,8 +49,9 @@ def run(ctx: click.Context, job: str, table: str | None, partition: str | None, 
         sub_config_path: str | None) -> None:
     settings = settings_from(ctx, sub_config_path)
     context = build_context(settings, manual=True)
-    if sys.stderr.isatty() and not as_json:
-        context.on_progress = lambda msg: click.echo(f"\r\033[K{msg}", nl=False, err=True)
+    context.log_failures = False   # this command prints a failure itself, in one line
+    bar = TerminalBar(sys.stderr) if sys.stderr.isatty() and not as_json else None
+    context.on_progress = bar
     try:
         if partition is not None and table is None:
             raise click.UsageError("--partition needs --table")
@@ -51,6 +59,11 @@ def run(ctx: click.Context, job: str, table: str | None, partition: str | None, 
         requests = []
         for name in names:  # validate everything before changing anything
             identifier, part = validate_request(context, job, name, partition)
+            if job == "compact" and part is not None:
+                from lifecycle.compaction.job import check_partition_exists
+
+                tbl = context.catalog.load_table(identifier)
+                check_partition_exists(tbl, identifier, parse_partition(part, tbl.spec(), tbl.schema()))
             requests.append(JobRequest(job, identifier, part, dry_run=dry_run, manual=True))
         results: list[JobResult] = []
         failed: list[str] = []
@@ -61,8 +74,8 @@ def run(ctx: click.Context, job: str, table: str | None, partition: str | None, 
                 if exc.exit_code == 2 or len(requests) == 1:
                     raise
                 failed.append(f"{req.table}: {exc}")
-        if context.on_progress:
-            click.echo("\r\033[K", nl=False, err=True)
+        if bar is not None:
+            bar.clear()
         if as_json:
             if len(results) == 1 and not failed:
                 emit_json(results[0].to_dict())
@@ -83,4 +96,6 @@ def run(ctx: click.Context, job: str, table: str | None, partition: str | None, 
         if failed or abandoned:
             sys.exit(1)
     finally:
+        if bar is not None:
+            bar.clear()
         context.store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -9,6 +10,8 @@ import click
 from lifecycle.catalog import open_catalog, resolve_table
 from lifecycle.cli.common import cli, config_option, emit_json, settings_from
 from lifecycle.clock import default_clock
+from lifecycle.log import mask
+from lifecycle.settings import Settings
 from lifecycle.state.db import database_url
 from lifecycle.state.locks import held_locks
 from lifecycle.state.runs import RunStore
@@ -53,7 +56,45 @@ def collect(store: StateStore, table: str | None, ttl_seconds: int) -> dict[str,
     }
 
 
-@cli.command(help="Show plans in flight, journals, locks, last runs and writers.")
+def _first_line(exc: BaseException) -> str:
+    text = mask(str(exc)).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def gather(settings: Settings, identifier: str | None) -> dict[str, Any]:
+    """Each component on its own: what cannot be reached is named under `unreachable`, the rest is shown."""
+    data: dict[str, Any] = {"table": identifier}
+    unreachable: dict[str, str] = {}
+    ttl = settings.for_table(identifier).writer_heartbeat_ttl_seconds if identifier else \
+        settings.defaults.writer_heartbeat_ttl_seconds
+    try:
+        store = StateStore(database_url(settings), default_clock())
+    except Exception as exc:  # the state database is down: the broker may still answer
+        unreachable["state database"] = _first_line(exc)
+    else:
+        try:
+            data.update(collect(store, identifier, ttl))
+            _add_quarantine(data, store, settings, identifier)
+        except Exception as exc:
+            unreachable["state database"] = _first_line(exc)
+        finally:
+            store.close()
+    try:
+        from lifecycle.fleet_status import queue_depths  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        pass
+    else:
+        try:
+            data["queues"] = queue_depths(settings)
+        except Exception as exc:  # Redis down: the state database's view is still worth showing
+            where = mask(settings.fleet.broker_url) or "embedded broker"
+            unreachable["broker"] = f"{where}: {_first_line(exc)}"
+    data["unreachable"] = unreachable
+    return data
+
+
+@cli.command(help="Show plans in flight, journals, locks, last runs, writers and queues. A component that "
+                  "cannot be reached is named and the rest still shown (exit 1).")
 @click.option("--table", "table", default=None)
 @click.option("--json", "as_json", is_flag=True)
 @config_option
@@ -63,37 +104,56 @@ def status(ctx: click.Context, table: str | None, as_json: bool, sub_config_path
     identifier = None
     if table is not None:
         identifier, _ = resolve_table(open_catalog(settings), settings, table)
-    store = StateStore(database_url(settings), default_clock())
-    try:
-        ttl = settings.for_table(identifier).writer_heartbeat_ttl_seconds if identifier else \
-            settings.defaults.writer_heartbeat_ttl_seconds
-        data = collect(store, identifier, ttl)
-    finally:
-        store.close()
-    try:
-        from lifecycle.fleet_status import queue_depths  # type: ignore[import-not-found,unused-ignore]
-
-        data["queues"] = queue_depths(settings)
-    except ImportError:
-        pass
+    data = gather(settings, identifier)
     if as_json:
         emit_json(data)
-        return
+    else:
+        _print(settings, data)
+    if data["unreachable"]:
+        sys.exit(1)
+
+
+def _print(settings: Settings, data: dict[str, Any]) -> None:
     click.echo(f"config: {settings.source}")
-    click.echo(f"plans in flight: {len(data['plans_in_flight'])}")
-    for p in data["plans_in_flight"]:
-        click.echo(f"  {p['job']:<22} {p['table']} {p['partition']} {p['state']} ({p['plan_id']})")
-    click.echo(f"journal backlog: {sum(r['files'] for r in data['journal_backlog'])} file(s)")
-    for r in data["journal_backlog"]:
-        click.echo(f"  {r['table_name']} {r['kind']}/{r['state']}: {r['files']} file(s), {r['bytes']} bytes")
-    click.echo(f"held locks: {len(data['locks'])}")
-    for lk in data["locks"]:
-        click.echo(f"  {lk['holder']} key={lk['key']} since {lk['since']}")
-    click.echo("recent runs:")
-    for r in data["recent_runs"]:
-        click.echo(f"  {r['job']:<22} {r['table']} {r['partition']} {r['state']} attempts={r['attempts']}")
-    click.echo(f"writers: {len(data['writers'])}")
-    for w in data["writers"]:
-        click.echo(f"  {w['writer_id']} {'active' if w['active'] else 'stale'} last={w['last_heartbeat_at']}")
+    if "plans_in_flight" in data:
+        click.echo(f"plans in flight: {len(data['plans_in_flight'])}")
+        for p in data["plans_in_flight"]:
+            click.echo(f"  {p['job']:<22} {p['table']} {p['partition']} {p['state']} ({p['plan_id']})")
+        click.echo(f"journal backlog: {sum(r['files'] for r in data['journal_backlog'])} file(s)")
+        for r in data["journal_backlog"]:
+            click.echo(f"  {r['table_name']} {r['kind']}/{r['state']}: {r['files']} file(s), {r['bytes']} bytes")
+        click.echo(f"held locks: {len(data['locks'])}")
+        for lk in data["locks"]:
+            click.echo(f"  {lk['holder']} key={lk['key']} since {lk['since']}")
+        click.echo("recent runs:")
+        for r in data["recent_runs"]:
+            click.echo(f"  {r['job']:<22} {r['table']} {r['partition']} {r['state']} attempts={r['attempts']}")
+        click.echo(f"writers: {len(data['writers'])}")
+        for w in data["writers"]:
+            click.echo(f"  {w['writer_id']} {'active' if w['active'] else 'stale'} last={w['last_heartbeat_at']}")
     if "queues" in data:
         click.echo("queues: " + ", ".join(f"{q}={n}" for q, n in data["queues"].items()))
+    for component, error in data["unreachable"].items():
+        click.echo(f"{component}: unreachable ({error})")
+    _echo_quarantine(data)
+
+
+# ---- quarantined poison partitions (lifecycle/state/quarantine.py) ---------------------------------------
+
+
+def _add_quarantine(data: dict[str, Any], store: StateStore, settings: Settings, table: str | None) -> None:
+    from lifecycle.cli.quarantine import as_dict
+    from lifecycle.state.quarantine import Quarantine
+
+    rows = Quarantine.of(store, settings).quarantined(table=table)
+    data["quarantined"] = [as_dict(h, settings.fleet.quarantine_cool_off_hours) for h in rows]
+
+
+def _echo_quarantine(data: dict[str, Any]) -> None:
+    if "quarantined" not in data:
+        return
+    click.echo(f"quarantined: {len(data['quarantined'])}" + (" (lifecycle-cli quarantine list | release)"
+                                                           if data["quarantined"] else ""))
+    for q in data["quarantined"]:
+        click.echo(f"  {q['job']:<22} {q['table']} {q['partition'] or '-'} failures={q['failures']}"
+                   f" since {q['quarantined_at']}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
+from lifecycle import log
 from lifecycle.compaction.committer import COMMIT_LOCK_KIND, JOB, abandon, finish
 from lifecycle.compaction.mor_read import LiveGroup
 from lifecycle.compaction.planner import SORT, FileGroup, Strategy
@@ -45,6 +46,8 @@ from lifecycle.state.models import (
 )
 
 RESUME = "resume"
+_log = log.get("lifecycle.compaction")
+_log = log.get("lifecycle.compaction")
 
 
 @dataclass
@@ -158,5 +161,8 @@ def stage_group(ctx: JobContext, table: Table, table_name: str, partition: str, 
         if lock is not None:
             lock.ensure_alive()
     ctx.store.transition_plan(plan_id, EXECUTING, READY, {"bytes_out": bytes_out})
+    _log.event("compact.group", table=table_name, partition=partition, plan_id=plan_id, strategy=strategy.name,
+               files_in=len(group.inputs), files_out=len(paths), bytes_in=group.input_bytes, bytes_out=bytes_out,
+               state="staged")
     crash_point("compact.after-ready")
     return plan_id

@@ -21,7 +21,7 @@ from lifecycle.compaction.planner import PartitionPlan, TablePlan, Thresholds, p
 from lifecycle.compaction.rewrite import compaction_threads
 from lifecycle.compaction.scan import live_files, refused, screen
 from lifecycle.compaction.strategy import select_strategy, thresholds_for
-from lifecycle.errors import CommitOutcomeUnknownError, StopRequested
+from lifecycle.errors import BadInputError, CommitOutcomeUnknownError, StopRequested
 from lifecycle.jobs.base import ABANDONED, DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
 from lifecycle.partitions import PartitionKey, parse_partition
 from lifecycle.safety.landed import LiveSets
@@ -41,6 +41,13 @@ def _plan(table: Table, name: str, key: PartitionKey | None, thresholds: Thresho
     plan = screen(table, plan, parts)   # merge-on-read: partitions whose equality deletes cannot be applied
     metrics.PLAN_DURATION.labels(JOB).observe(time.monotonic() - started)
     return plan
+
+
+def check_partition_exists(table: Table, name: str, key: PartitionKey) -> None:
+    """A partition named on the command line must hold live data files: a typo is bad input (exit 2),
+    not "nothing to compact"."""
+    if key.text not in live_files(table, key)[1]:
+        raise BadInputError(f"--partition: table {name} has no partition {key.text} (no live data files in it)")
 
 
 def describe(plan: TablePlan) -> list[str]:
@@ -103,9 +110,12 @@ def _partition(ctx: JobContext, req: JobRequest, table: Table, partition: str, t
         tally.refused[partition] = why
         plan = None
     metrics.PLAN_DURATION.labels(JOB).observe(time.monotonic() - started)
+    if found is None:
+        tally.add("partitions_without_files")  # e.g. a partition dropped since the fan-out
     staged: list[str] = list(waiting)
     if plan is not None:
         tally.add("partitions")
+        total, done = sum(g.input_bytes for g in plan.groups), 0
         try:
             for i, group in enumerate(plan.groups):
                 try:
@@ -114,9 +124,12 @@ def _partition(ctx: JobContext, req: JobRequest, table: Table, partition: str, t
                     record_resume(ctx, req.table, partition, list(plan.groups[i:]), snapshot_id, req.run_id)
                     raise
                 ctx.progress(f"compact {req.table} [{partition}]: group {i + 1}/{len(plan.groups)}:"
-                             f" {len(group.inputs)} files -> {group.output_count}")
+                             f" {len(group.inputs)} files -> {group.output_count}", done, total, "bytes")
                 staged.append(stage_group(ctx, table, req.table, partition, strategy, group, snapshot_id,
                                           req.run_id, [lock] if lock is not None else []))
+                done += group.input_bytes
+            ctx.progress(f"compact {req.table} [{partition}]: {len(plan.groups)} group(s) staged", done, total,
+                         "bytes")
         except StopRequested:
             _settle(ctx, req, staged, tally)    # what is staged still commits; the rest resumes next run
             raise

@@ -2,7 +2,8 @@
 
 A partition is a candidate when it holds at least `min_small_files` data files smaller than
 `small_file_bytes`; files at or above that size are left alone. Small files are packed, in a stable order,
-into file groups of at most `max_group_bytes` (a lone trailing file joins the group before it); each
+into file groups of at most `max_group_bytes` (a file alone over it is a group of its own; a lone trailing file
+joins the group before it, so a partition with two or more small files always has a group of two); each
 group's output count is ceil(group bytes / target).
 
 Merge-on-read: a file with too many deletes attached (`heavy_deletes`, decided by the scan from the table's
@@ -162,12 +163,18 @@ def _pack(files: Sequence[FileInfo], limit: int) -> list[list[FileInfo]]:
     return groups
 
 
+def is_candidate(small_files: int, thresholds: Thresholds) -> bool:
+    """Does a partition with this many small files get a plan? (The fan-out decides from counts alone: with
+    two or more small files `_pack` always yields a group of at least two, so a plan is never empty.)"""
+    return small_files >= max(thresholds.min_small_files, 2)
+
+
 def plan_partition(
     partition: str, files: Sequence[FileInfo], strategy: Strategy, thresholds: Thresholds
 ) -> PartitionPlan | None:
     """The plan for one partition, or None when it is not a candidate."""
     small = sorted((f for f in files if f.size < thresholds.small_file_bytes), key=lambda f: (f.path, f.size))
-    enough_small = len(small) >= max(thresholds.min_small_files, 2)
+    enough_small = is_candidate(len(small), thresholds)
     selected = sorted((f for f in files if f.size < thresholds.small_file_bytes or f.heavy_deletes),
                       key=lambda f: (f.path, f.size))
     if not enough_small and not any(f.heavy_deletes for f in selected):

@@ -81,7 +81,7 @@ class _ChargedStream:
 
     def write(self, data: bytes | memoryview) -> int:
         n = len(data)
-        self._limiter.acquire(n)
+        self._limiter.acquire(n, "write")
         self._out.write(data)
         self.written += n
         return n
@@ -158,7 +158,7 @@ def read_rows(io: FileIO, inputs: Sequence[FileInfo], lo: int, hi: int, schema: 
                     rg = meta.row_group(i)
                     rg_end = rg_start + rg.num_rows
                     if rg_end > lo and rg_start < hi:
-                        limiter.acquire(sum(rg.column(c).total_compressed_size for c in range(rg.num_columns)))
+                        limiter.acquire(sum(rg.column(c).total_compressed_size for c in range(rg.num_columns)), "read")
                         rows = pf.read_row_group(i, columns=names).select(names).cast(schema)
                         first, last = max(lo, rg_start) - rg_start, min(hi, rg_end) - rg_start
                         yield rows if (first, last) == (0, rows.num_rows) else rows.slice(first, last - first)

@@ -113,7 +113,7 @@ class LocalColdTier:
         remaining = len(inp)
         with inp.open() as src, open(tmp, "wb") as out:
             while True:
-                self.limiter.acquire(min(CHUNK, max(remaining, 1)))
+                self.limiter.acquire(min(CHUNK, max(remaining, 1)), "copy")
                 chunk = src.read(CHUNK)
                 if not chunk:
                     break
@@ -140,7 +140,7 @@ class _ChargedReader:
     def read(self, n: int = -1) -> bytes:
         ask = self._remaining if n is None or n < 0 else min(n, self._remaining)
         if ask > 0:
-            self._limiter.acquire(ask)
+            self._limiter.acquire(ask, "copy")
         data: bytes = self._src.read(n if n is not None and n >= 0 else -1)
         self.read_bytes += len(data)
         self._remaining = max(0, self._remaining - len(data))

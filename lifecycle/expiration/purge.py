@@ -4,7 +4,9 @@ Each step is journaled (pending → copied → deleted, or skipped), so a crash 
 cold copy is already recorded is not copied again; a row marked copied is only deleted; deleting a
 missing file counts as done. Before any delete the cold copy is checked to be there.
 
-Rows are read in batches by entry id (memory bounded by a batch, not the backlog). The live set is built
+Rows are read in batches by entry id (memory bounded by a batch, not the backlog), and their final states are
+written once per batch: a crash before that only makes the next run find the cold copy already recorded and
+the file already gone, which it records without copying or deleting anything again. The live set is built
 once per run from the table's current metadata and rebuilt only when the metadata moves (a commit or a
 rollback may revive a file); its manifests are cached, so a rebuild reads only what is new. Paths are
 compared through the one path identity (lifecycle.safety.paths): a file Spark recorded as `file:/...`
@@ -14,6 +16,8 @@ deleted. A table with `gc.enabled=false` has nothing purged (the run refuses; it
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from typing import Any
 
 from lifecycle import log, metrics
@@ -52,7 +56,7 @@ def run_purge(ctx: JobContext, req: JobRequest) -> JobResult:
     tier = cold_tier(ctx.settings.cold_tier_uri, ctx.settings.cold_tier.storage_class, ctx.limiter,
                      dict(table.io.properties))
     live = LiveSets()
-    after = 0
+    after = done = 0
     while True:
         ctx.checkpoint(JOB)
         batch = ctx.store.entries(kind=KIND, table_name=req.table, states=[PENDING, COPIED], eligible_before=now,
@@ -65,33 +69,43 @@ def run_purge(ctx: JobContext, req: JobRequest) -> JobResult:
         files = TableFiles.of(table, req.table, ctx.schemes())
         members = live.pathset(table, files.schemes)
         recorded = ctx.store.recorded_cold(req.table, [e.path for e in batch])
-        for entry in batch:
-            _purge_one(ctx, files, tier, entry, entry.path in members, recorded, counts)
-        ctx.progress(f"purge {req.table}: {counts['deleted']} deleted, {counts['copied']} copied")
+        marks: Marks = defaultdict(list)
+        try:
+            for entry in batch:
+                _purge_one(ctx, files, tier, entry, entry.path in members, recorded, counts, marks)
+        finally:
+            for (state, info), ids in marks.items():
+                ctx.store.transition_entries(ids, [PENDING, COPIED], state, json.loads(info))
+        done += len(batch)
+        ctx.progress(f"purge {req.table}: {counts['deleted']} deleted, {counts['copied']} copied", done, eligible,
+                     "files")
     return JobResult(JOB, req.table, None, DONE, counts)
 
 
-def _skip(ctx: JobContext, entry: JournalEntry, reason: str, counts: dict[str, int | float]) -> None:
-    ctx.store.transition_entries([entry.entry_id], entry.state, SKIPPED, {"reason": reason})
-    counts["skipped"] += 1
+Marks = dict[tuple[str, str], list[int]]   # (final state, info as JSON) -> journal entry ids
+
+
+def _mark(marks: Marks, entry: JournalEntry, state: str, info: dict[str, str] | None = None) -> None:
+    marks[(state, json.dumps(info or {}, sort_keys=True))].append(entry.entry_id)
 
 
 def _purge_one(ctx: JobContext, files: TableFiles, tier: ColdTier, entry: JournalEntry, revived: bool,
-               recorded: set[str], counts: dict[str, int | float]) -> None:
+               recorded: set[str], counts: dict[str, int | float], marks: Marks) -> None:
     if revived:
-        _skip(ctx, entry, "reachable again from current metadata (revived)", counts)
+        _mark(marks, entry, SKIPPED, {"reason": "reachable again from current metadata (revived)"})
+        counts["skipped"] += 1
         return
     try:
         relative = f"{files.identifier.replace('.', '/')}/{relative_to(entry.path, files.prefix, files.schemes)}"
     except UnsafeDeleteError as exc:
-        _skip(ctx, entry, f"never deleted: {exc}", counts)
+        _mark(marks, entry, SKIPPED, {"reason": f"never deleted: {exc}"})
+        counts["skipped"] += 1
         return
     io = files.io
     state = entry.state
     held = False   # the cold copy was seen (or made) in this run
     if state == PENDING and entry.path in recorded and tier.holds(relative):
-        ctx.store.transition_entries([entry.entry_id], PENDING, COPIED, {"note": "cold copy already recorded"})
-        state, held = COPIED, True
+        state, held = COPIED, True   # a previous run copied and recorded it
     if state == COPIED and not held:
         if not tier.holds(relative):
             if not io.new_input(entry.path).exists():
@@ -100,21 +114,20 @@ def _purge_one(ctx: JobContext, files: TableFiles, tier: ColdTier, entry: Journa
         held = True
     if state == PENDING:
         if not io.new_input(entry.path).exists():
-            ctx.store.transition_entries([entry.entry_id], PENDING, DELETED,
-                                         {"note": "already gone before purge: never copied to the cold tier"})
+            _mark(marks, entry, DELETED, {"note": "already gone before purge: never copied to the cold tier"})
             counts["gone"] += 1
             return
         _copy(ctx, files.identifier, io, tier, entry, relative, counts)
-        ctx.store.transition_entries([entry.entry_id], PENDING, COPIED)
         state, held = COPIED, True
     if not held:   # unreachable by construction; the last guard before a delete
         raise UnsafeDeleteError(f"purge {files.identifier}: no cold copy of {entry.path}; refusing to delete it")
     outcome = delete_files([entry.path], files, JOB)
     if outcome.failed:
+        _mark(marks, entry, COPIED)
         raise LifecycleError(f"purge {files.identifier}: deleting {entry.path} failed: {outcome.failed[entry.path]};"
                              " it stays journaled (copied) for the next run")
     crash_point("purge.after-delete")
-    ctx.store.transition_entries([entry.entry_id], state, DELETED)
+    _mark(marks, entry, DELETED)
     metrics.FILES_PURGED.labels(files.identifier).inc()
     counts["deleted"] += 1
 

@@ -12,13 +12,13 @@ from pyiceberg.catalog import Catalog
 from lifecycle.bandwidth import Limiter
 from lifecycle.clock import Clock
 from lifecycle.errors import StopRequested
+from lifecycle.jobs.specs import JOB_NAMES as JOB_NAMES
+from lifecycle.progress import Progress, ProgressSink
 from lifecycle.safety.paths import Schemes
 from lifecycle.settings import Settings, TableSettings
 from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.store import StateStore
-from lifecycle.windows import in_any
-
-JOB_NAMES = ("compact", "expire", "purge", "clean-orphans", "rewrite-manifests", "compact-schema-history")
+from lifecycle.windows import scheduled_window_open
 
 # Status of a finished run.
 DONE = "done"
@@ -72,7 +72,9 @@ class JobContext:
     manual: bool = True
     lock: AdvisoryLock | None = None
     shutdown: threading.Event = field(default_factory=threading.Event)
-    on_progress: Any = None    # callable(str) for terminal progress, or None
+    on_progress: ProgressSink | None = None    # e.g. the terminal bar of `lifecycle-cli run`
+    # a failed run is logged at ERROR for the fleet; the CLI reports it itself in one line (INFO here)
+    log_failures: bool = True
 
     def table_settings(self, table: str) -> TableSettings:
         return self.settings.for_table(table)
@@ -85,12 +87,9 @@ class JobContext:
         """Scheduled runs respect quiet windows; manual runs bypass them."""
         if self.manual:
             return True
-        now = self.clock.now()
-        if job == "compact":
-            return not in_any(self.settings.windows.paused(), now)
-        if job in ("expire", "purge"):
-            return in_any(self.settings.windows.allowed(), now)
-        return True
+        # lifecycle/windows.py, with the fleet's clock-skew tolerance (beat emits inside the window with margin)
+        return scheduled_window_open(job, self.clock.now(), self.settings.windows.paused(),
+                                     self.settings.windows.allowed(), self.settings.fleet.max_clock_skew_seconds)
 
     def checkpoint(self, job: str) -> None:
         """Between steps: stop cleanly outside the window or on shutdown; stop hard if the lock is lost."""
@@ -101,9 +100,10 @@ class JobContext:
         if not self.window_open(job):
             raise StopRequested(f"{job}: outside its window at {self.clock.now():%H:%M} UTC")
 
-    def progress(self, message: str) -> None:
+    def progress(self, message: str, done: int | None = None, total: int | None = None, unit: str = "") -> None:
+        """Report progress (lifecycle/progress.py): `done` of `total` `unit`s, or just a message."""
         if self.on_progress is not None:
-            self.on_progress(message)
+            self.on_progress(Progress(message, done, total, unit))
 
 
 def load_recovered(ctx: JobContext, req: JobRequest,

@@ -32,7 +32,7 @@ def read_entries(ctx: JobContext, table: Table, manifests: list[ManifestFile]) -
     for mf in manifests:
         if mf.content != ManifestContent.DATA:
             continue
-        ctx.limiter.acquire(mf.manifest_length)
+        ctx.limiter.acquire(mf.manifest_length, "read")
         by_spec[mf.partition_spec_id].extend(mf.fetch_manifest_entry(table.io, discard_deleted=True))
     for entries in by_spec.values():
         entries.sort(key=_partition_key)
@@ -58,7 +58,7 @@ def write_manifests(ctx: JobContext, table: Table, plan: ManifestPlan, plan_id: 
             ctx.checkpoint(JOB)
             path = f"{base}/{plan_id}-rm-{len(out):05d}.avro"
             ctx.store.add_entries(plan_id, plan.table, STAGE_KIND, [NewEntry(path, info={"spec_id": spec_id})])
-            ctx.limiter.acquire(plan.target_bytes)
+            ctx.limiter.acquire(plan.target_bytes, "write")
             with write_manifest(format_version=meta.format_version, spec=specs[spec_id], schema=schema,
                                 output_file=table.io.new_output(path), snapshot_id=snapshot_id,
                                 avro_compression=compression) as writer:

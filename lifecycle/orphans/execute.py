@@ -14,7 +14,7 @@ from typing import Any
 
 from pyiceberg.table import Table
 
-from lifecycle import metrics
+from lifecycle import log, metrics
 from lifecycle.errors import LifecycleError
 from lifecycle.faults import crash_point
 from lifecycle.jobs.base import JobContext
@@ -26,6 +26,7 @@ from lifecycle.safety.paths import parse
 from lifecycle.state.models import DELETED, DONE, EXECUTING, KEPT, ORPHAN, PENDING, PLANNED, Plan
 
 BATCH_SIZE = 1000
+_log = log.get("lifecycle.orphans")
 
 
 def batch_size() -> int:
@@ -74,7 +75,12 @@ def execute_plan(ctx: JobContext, plan: Plan, table: Table, live: LiveSets) -> d
         counts["bytes_reclaimed"] += reclaimed
         counts["batches"] += 1
         ctx.store.record_progress(plan.plan_id, EXECUTING, {k: int(v) for k, v in counts.items()})
-        ctx.progress(f"clean-orphans {ident}: {counts['deleted']} deleted")
+        handled = sum(v for k, v in counts.items() if k == "deleted" or k.startswith("kept_"))
+        ctx.progress(f"clean-orphans {ident}: {counts['deleted']} deleted", handled, plan.payload.get("candidates"),
+                     "files")
+        _log.event("clean-orphans.batch", table=ident, plan_id=plan.plan_id, batch=counts["batches"],
+                   deleted=len(gone) + len(missing), already_gone=len(missing), bytes_reclaimed=reclaimed,
+                   kept={guard: len(ids) for guard, ids in kept.items()}, failed=len(outcome.failed))
         if outcome.failed:
             path, err = next(iter(outcome.failed.items()))
             raise LifecycleError(f"clean-orphans {ident}: {len(outcome.failed)} deletes failed (first: {path}: {err});"

@@ -48,7 +48,7 @@ def run(ctx: JobContext, req: JobRequest) -> JobResult:
                          detail=detail)
     entries = [NewEntry(f.path, f.size, None, {"mtime": f.mtime}) for f in res.candidates]
     payload = {"location": found.location, "listed": res.listed, "kept": res.kept(),
-               "candidate_bytes": res.candidate_bytes}
+               "candidates": len(res.candidates), "candidate_bytes": res.candidate_bytes}
     plan = ctx.store.create_plan(JOB, ident, "", payload, found.snapshot_id, run_id=req.run_id,
                                  entries={ORPHAN: entries})
     counts.update(execute_plan(ctx, plan, table, live))

@@ -12,6 +12,7 @@ from pyiceberg.table import Table
 from lifecycle.jobs.base import JobContext
 from lifecycle.orphans.classify import Classification, Guards, classify_all, hidden_partition_prefixes
 from lifecycle.orphans.listing import list_files
+from lifecycle.progress import counted
 from lifecycle.safety.deletes import check_gc_enabled as _check_gc
 from lifecycle.safety.landed import LiveSets
 from lifecycle.safety.paths import Schemes, location_prefix
@@ -90,7 +91,9 @@ def scan(ctx: JobContext, identifier: str, table: Table, live: LiveSets) -> Scan
     check_gc_enabled(table, identifier)
     guards = build_guards(ctx, identifier, table, live)
     t1 = time.monotonic()
-    result = classify_all(list_files(table.location(), table.io.properties), guards)
+    listing = counted(list_files(table.location(), table.io.properties),
+                      lambda n: ctx.progress(f"clean-orphans {identifier}: listed {n} objects", n, None, "objects"))
+    result = classify_all(listing, guards)
     t2 = time.monotonic()
     snap = table.metadata.current_snapshot_id
     return Scan(table.location(), snap, result, ctx.clock.now().timestamp(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,19 @@ def embedded_url(data_dir: Path) -> str:
     with _embedded_lock:
         if pgdata in _embedded_urls:
             return _embedded_urls[pgdata]
-        try:
-            import pgserver
-        except ImportError as exc:  # pragma: no cover - a broken install
-            raise ServiceUnavailableError(f"embedded PostgreSQL unavailable: {exc}") from None
-        pgdata.mkdir(parents=True, exist_ok=True)
-        try:
-            server = pgserver.get_server(str(pgdata), cleanup_mode=None)
-        except Exception as exc:
-            raise ServiceUnavailableError(f"embedded PostgreSQL under {pgdata} failed to start: {exc}") from None
+        with warnings.catch_warnings():
+            # platformdirs warns (two lines on stderr) when XDG_RUNTIME_DIR is unset (cron, containers, root);
+            # pgserver only keeps its lock file there, and its fallback folder is fine for that
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            try:
+                import pgserver
+            except ImportError as exc:  # pragma: no cover - a broken install
+                raise ServiceUnavailableError(f"embedded PostgreSQL unavailable: {exc}") from None
+            pgdata.mkdir(parents=True, exist_ok=True)
+            try:
+                server = pgserver.get_server(str(pgdata), cleanup_mode=None)
+            except Exception as exc:
+                raise ServiceUnavailableError(f"embedded PostgreSQL under {pgdata} failed to start: {exc}") from None
         url = str(server.get_uri())
         _embedded_urls[pgdata] = url
         return url

@@ -112,3 +112,5 @@ class JobRun:
     finished_at: datetime | None
     error: str | None
     counts: dict[str, Any]
+    requeued_at: datetime | None = None   # the reaper's last re-send
+    requeues: int = 0

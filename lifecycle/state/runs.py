@@ -8,12 +8,13 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from lifecycle.errors import StaleStateError
+from lifecycle.log import mask
 from lifecycle.state.models import JobRun
 from lifecycle.state.store import StateStore
 
 QUEUED, RUNNING, DONE, FAILED, STOPPED = "queued", "running", "done", "failed", "stopped"
 _COLS = ("run_id, job, table_name, partition, state, manual, attempts, max_attempts, worker, created_at,"
-         " heartbeat_at, finished_at, error, counts")
+         " heartbeat_at, finished_at, error, counts, requeued_at, requeues")
 
 
 def run_id_for(job: str, table: str, partition: str, token: str) -> str:
@@ -65,15 +66,28 @@ class RunStore:
                         (self.store.clock.now(), run_id))
 
     def finish(self, run_id: str, state: str, counts: dict[str, Any] | None = None,
-               error: str | None = None) -> None:
+               error: str | None = None, expected: tuple[str, ...] = (RUNNING,)) -> None:
         with self.store.cursor() as cur:
             cur.execute(
                 "UPDATE job_runs SET state = %s, finished_at = %s, counts = %s, error = %s"
-                " WHERE run_id = %s AND state = 'running'",
-                (state, self.store.clock.now(), Jsonb(counts or {}), error, run_id),
+                " WHERE run_id = %s AND state = ANY(%s)",
+                (state, self.store.clock.now(), Jsonb(counts or {}), mask(error)[:2000] if error else None, run_id,
+                 list(expected)),
             )
             if cur.rowcount != 1:
-                raise StaleStateError(f"job run {run_id} was not running")
+                raise StaleStateError(f"job run {run_id} was not {'/'.join(expected)}")
+
+    def requeue(self, seen: JobRun) -> bool:
+        """running/queued -> queued with `requeued_at` = now, only if the run is still exactly as `seen` (its
+        state, heartbeat and last re-send): of two reapers that saw the same stale run, one wins."""
+        with self.store.cursor() as cur:
+            cur.execute(
+                "UPDATE job_runs SET state = 'queued', requeued_at = %s, requeues = requeues + 1"
+                " WHERE run_id = %s AND state = %s AND heartbeat_at IS NOT DISTINCT FROM %s"
+                " AND requeued_at IS NOT DISTINCT FROM %s",
+                (self.store.clock.now(), seen.run_id, seen.state, seen.heartbeat_at, seen.requeued_at),
+            )
+            return cur.rowcount == 1
 
     def recent(self, table: str | None = None, limit: int = 20) -> list[JobRun]:
         sql = f"SELECT {_COLS} FROM job_runs"

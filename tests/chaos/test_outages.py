@@ -64,10 +64,10 @@ class CallHook:
         self.calls = 0
         self.rate = float(getattr(inner, "rate", 0.0))
 
-    def acquire(self, nbytes: int) -> float:
+    def acquire(self, nbytes: int, direction: str = "unspecified") -> float:
         self.calls += 1
         self.hook(self.calls)
-        return float(self.inner.acquire(nbytes))
+        return float(self.inner.acquire(nbytes, direction))
 
 
 def _listening(port: int) -> bool:
@@ -447,10 +447,15 @@ def test_worker_survives_a_broker_restart_mid_task(private_redis: PrivateRedis, 
         with store.cursor() as cur:
             return [r["state"] for r in cur.execute("SELECT state FROM job_runs WHERE job = 'compact'")]
 
-    def send() -> None:
+    def send() -> None:  # a manual message, signed with the fleet secret as `lifecycle-cli enqueue` signs it
+        from lifecycle.admission import sign_message
+
+        run_id = f"compact-chaos-{uuid.uuid4().hex[:12]}"
+        auth = sign_message(settings, "compact", archive.identifier, PARTITION, True, run_id)
         client = Celery(broker=url)
         client.send_task("lifecycle.compact", queue="compaction",
-                         kwargs={"table": archive.identifier, "partition": PARTITION, "manual": True})
+                         kwargs={"table": archive.identifier, "partition": PARTITION, "manual": True,
+                                 "run_id": run_id, "auth": auth})
 
     try:
         wait_for(lambda: heartbeat.exists() or worker.poll() is not None, timeout=60, what="worker ready")

@@ -207,3 +207,15 @@ def test_a_delete_committed_during_the_rewrite_commit_is_kept_and_the_retry_remo
     assert len(theirs) == 1 and not set(ours) & set(_live_deletes(table))
     assert rows_of(table, A).num_rows == archive.rows - 3 + raced[0]   # three rows deleted, the append kept
     assert large.file_path in {f.file_path for f in _files(table, A)}
+
+
+def test_the_fleet_fan_out_sends_a_partition_that_needs_compaction_for_its_deletes(ctx: JobContext) -> None:
+    from lifecycle.fleet import fanout_plan
+
+    ctx = scaled(ctx, small_file_bytes=60_000)
+    archive = make_archive(ctx, files=[3, 3], partitions=PARTS, file_bytes=(150_000, 160_000))
+    table = archive.table
+    assert fanout_plan(table, TABLE, ctx.settings.for_table(TABLE))[0] == []
+    big = _files(table, B)[1]
+    commit_position_delete(table, big, list(range(0, big.record_count, 2)), _props())
+    assert fanout_plan(table.refresh(), TABLE, ctx.settings.for_table(TABLE))[0] == [B]

@@ -170,6 +170,17 @@ def send(task: str, queue: str, task_id: str | None = None, **kwargs: Any) -> st
         client.close()
 
 
+def signed(settings: Settings, job: str, **kwargs: Any) -> dict[str, Any]:
+    """A manual message's fields signed with the fleet secret, as `lifecycle-cli enqueue` sends them."""
+    from lifecycle.admission import sign_message
+    from lifecycle.state.runs import run_id_for
+
+    kwargs.setdefault("run_id", run_id_for(job, kwargs["table"], kwargs.get("partition") or "", uuid.uuid4().hex))
+    kwargs["auth"] = sign_message(settings, job, kwargs["table"], kwargs.get("partition"),
+                                  kwargs.get("manual", False), kwargs["run_id"])
+    return kwargs
+
+
 def queues_drained(client: redis.Redis) -> bool:
     return all(client.llen(q) == 0 for q in QUEUES.split(",")) and client.hlen("unacked") == 0
 
@@ -225,8 +236,10 @@ def test_the_fan_out_sends_every_candidate_partition_exactly_once_across_several
     code = textwrap.dedent(f"""
         import json
         import workers.tasks as t
+        from lifecycle.admission import PLAN, sign_message
         t.FANOUT_BATCH = 2
-        print(json.dumps(t._plan_compaction(None, {TABLE!r}, manual=True)))
+        auth = sign_message(t.context().settings, PLAN, {TABLE!r}, None, True, None)
+        print(json.dumps(t._plan_compaction(None, {TABLE!r}, manual=True, auth=auth)))
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=fleet.env(), capture_output=True, text=True,
                          timeout=120)
@@ -252,8 +265,9 @@ def test_two_deliveries_of_one_partition_task_execute_once(
     worker = fleet.start_worker(concurrency=2)
     partition = sorted(fleet.archive.data_files)[0]
     task_id = str(uuid.uuid4())
+    message = signed(fleet.settings, "compact", table=TABLE, partition=partition, manual=True)
     for _ in range(2):                                             # the same message, delivered twice
-        send("lifecycle.compact", "compaction", task_id=task_id, table=TABLE, partition=partition, manual=True)
+        send("lifecycle.compact", "compaction", task_id=task_id, **message)
     wait_for(lambda: [r["state"] for r in fleet.runs()] == ["done"], timeout=60, what="one run done")
     wait_for(lambda: queues_drained(redis_db), timeout=30, what="both deliveries acknowledged")
     runs = fleet.runs()
@@ -273,7 +287,8 @@ def test_a_worker_child_killed_mid_task_gets_its_message_back_and_nothing_is_los
     partition = sorted(fleet.archive.data_files)[0]
     table = fleet.table()
     rows_before = table.scan().to_arrow().num_rows
-    send("lifecycle.compact", "compaction", table=TABLE, partition=partition, manual=True)
+    send("lifecycle.compact", "compaction", **signed(fleet.settings, "compact", table=TABLE, partition=partition,
+                                                     manual=True))
     running = wait_for(lambda: [r for r in fleet.runs() if r["state"] == "running"], timeout=60,
                        what="the run to start\n" + worker.log_text())
     wait_for(lambda: _staged(fleet.db_url) > 0, timeout=30, what="an output staged (mid-task)")
@@ -304,7 +319,8 @@ def test_a_whole_worker_killed_mid_task_is_redelivered_after_the_visibility_time
     first = fleet.start_worker(concurrency=1, LIFECYCLE_VISIBILITY_TIMEOUT="20")
     partition = sorted(fleet.archive.data_files)[1]
     rows_before = fleet.table().scan().to_arrow().num_rows
-    send("lifecycle.compact", "compaction", table=TABLE, partition=partition, manual=True)
+    send("lifecycle.compact", "compaction", **signed(fleet.settings, "compact", table=TABLE, partition=partition,
+                                                     manual=True))
     wait_for(lambda: _staged(fleet.db_url) > 0, timeout=60, what="an output staged\n" + first.log_text())
     os.killpg(first.proc.pid, signal.SIGKILL)                        # the node dies: no reject, no ack
     first.proc.wait(timeout=10)
@@ -385,7 +401,7 @@ def test_enqueue_prints_ids_status_shows_queue_depths_and_bad_input_sends_nothin
     assert out.returncode == 0, out.stderr
     sent = json.loads(out.stdout)["tasks"]
     assert [(t["job"], t["table"], t["partition"]) for t in sent] == [("compact", TABLE, partition)]
-    send("lifecycle.expire", "expiration", table=TABLE, manual=True)
+    send("lifecycle.expire", "expiration", **signed(fleet.settings, "expire", table=TABLE, manual=True))
     status = run_cli(["status", "--json"], env)
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["queues"] == {"compaction": 1, "expiration": 1, "orphans": 0, "metadata": 0,

@@ -32,7 +32,8 @@ def test_redis_fleet_config_has_the_safety_settings_and_limits_below_the_visibil
     assert routes["lifecycle.rewrite-manifests"]["queue"] == "metadata"
     assert routes["lifecycle.compact-schema-history"]["queue"] == "metadata"
     assert routes["lifecycle.plan-compaction"]["queue"] == routes["lifecycle.reap"]["queue"] == "control"
-    assert conf["redbeat_redis_url"] == "redis://broker:6379/0"
+    assert "redbeat_redis_url" not in conf                     # workers answer `inspect conf`: no Redis URL
+    assert celery_config(settings, env={}, beat=True)["redbeat_redis_url"] == "redis://broker:6379/0"
 
 
 def test_time_limits_must_stay_below_the_visibility_timeout() -> None:

@@ -48,7 +48,7 @@ def test_expire_is_emitted_at_03_but_not_at_12(schedule_at) -> None:
     yesterday = at(1, 0, day=25)
     assert schedule_at(f"expire {T}", at(3), yesterday)
     assert not schedule_at(f"expire {T}", at(12), yesterday)       # missed the window: wait for tonight
-    assert not schedule_at(f"expire {T}", at(4), at(1, 0))         # already ran in tonight's window
+    assert not schedule_at(f"expire {T}", at(4), at(1, 5))         # already ran tonight (01:00 + 5 min margin)
     assert not schedule_at(f"expire {T}", at(0, 30), yesterday)    # staggered an hour after purge
     assert schedule_at(f"purge {T}", at(0, 30), yesterday)
     assert not schedule_at(f"purge {T}", at(6, 0), yesterday)      # the window is 00:00-06:00
@@ -68,11 +68,11 @@ def test_weekly_and_monthly_jobs_run_once_per_period(schedule_at) -> None:
 def test_windows_come_from_settings_and_may_cross_midnight() -> None:
     settings = from_mapping({"windows": {"expiration_allowed": ["22:00-02:00"],
                                          "compaction_paused": ["08:30-18:15"]}}, env={})
-    clock = ManualClock(at(23))
+    clock = ManualClock(at(23, 5))
     expire = cadence_schedule(next(c for c in CADENCES if c.job == "expire"), settings, clock)
-    assert expire.is_due(at(23, 30, day=24))[0]                    # window opened 22:00, +1 h offset
+    assert expire.is_due(at(23, 30, day=24))[0]                    # window opened 22:00, +1 h offset, +5 min
     clock.set(at(1, 30, day=27))
-    assert not expire.is_due(at(23, 0))[0]                         # same occurrence (opened 22:00 the 26th)
+    assert not expire.is_due(at(23, 5))[0]                         # same occurrence (opened 22:00 the 26th)
     compact = cadence_schedule(CADENCES[0], settings, clock)
     clock.set(at(18, 10))
     assert not compact.is_due(at(8, 0))[0]

@@ -52,13 +52,27 @@ def stages(instrs: list[Instruction]) -> list[list[Instruction]]:
     return out
 
 
+def lock_requirements() -> list[str]:
+    """The lock's requirements, each with its `--hash` options (backslash continuations joined)."""
+    out: list[str] = []
+    pending = ""
+    for line in LOCK.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        pending += line.rstrip("\\").strip() + " "
+        if not line.endswith("\\"):
+            out.append(pending.strip())
+            pending = ""
+    assert not pending, "dangling continuation in the lock"
+    return out
+
+
 def lock_pins() -> dict[str, str]:
     pins: dict[str, str] = {}
-    for line in LOCK.read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            assert version and ";" not in line, f"not an exact pin: {line}"
-            pins[canonicalize_name(name)] = version
+    for req in lock_requirements():
+        name, _, rest = req.split()[0].partition("==")
+        assert rest and ";" not in req, f"not an exact pin: {req}"
+        pins[canonicalize_name(name)] = rest
     return pins
 
 
@@ -78,10 +92,21 @@ def test_instruction_parser_joins_continuations_and_drops_comments() -> None:
 def test_every_stage_builds_on_a_slim_python_of_the_locked_version() -> None:
     locked = re.search(r"^# python (\d+\.\d+)$", LOCK.read_text(), flags=re.M)
     assert locked, "the lock must record its Python version"
+    images = set()
     for stage in stages(instructions(DOCKERFILE.read_text())):
         _keyword, args = stage[0]
         image = args.split()[0]
-        assert re.fullmatch(rf"python:{re.escape(locked.group(1))}-slim(-\w+)?", image), image
+        assert re.fullmatch(rf"python:{re.escape(locked.group(1))}-slim(-\w+)?@sha256:[0-9a-f]{{64}}", image), image
+        images.add(image)
+    assert len(images) == 1, f"every stage must build on the same pinned base: {images}"
+
+
+def test_every_lock_pin_carries_a_sha256_and_the_image_installs_with_require_hashes() -> None:
+    for req in lock_requirements():
+        hashes = re.findall(r"--hash=sha256:([0-9a-f]+)", req)
+        assert hashes and all(len(h) == 64 for h in hashes), f"no sha256 for {req.split()[0]}"
+    installs = [a for kw, a in instructions(DOCKERFILE.read_text()) if kw == "RUN" and "requirements.lock" in a]
+    assert installs and all("--require-hashes" in a for a in installs)
 
 
 def test_the_final_stage_runs_as_a_non_root_user_with_exec_form_commands() -> None:

@@ -200,7 +200,10 @@ def test_beat_is_a_single_recreated_redbeat_pod_and_flower_has_basic_auth_from_a
         "celery", "-A", "workers.app", "beat", "-S", "redbeat.RedBeatScheduler"]
     flower = by_kind(docs, "Deployment")["lifecycle-flower"]
     (c,) = pod_spec(flower)["containers"]
-    assert c["command"] == ["celery", "-A", "workers.app", "flower", "--port=5555"]
+    from workers.flower_defaults import TASKS_COLUMNS
+
+    assert c["command"] == ["celery", "-A", "workers.app", "flower", "--port=5555", "--read_only=true",
+                            f"--tasks_columns={TASKS_COLUMNS}"]
     auth = {e["name"]: e for e in c["env"]}["FLOWER_BASIC_AUTH"]
     assert auth["valueFrom"]["secretKeyRef"]["name"]
     service = by_kind(docs, "Service")["lifecycle-flower"]
@@ -326,3 +329,32 @@ def test_the_commands_the_manifests_run_exist() -> None:
     assert isinstance(db, click.Group) and "upgrade" in db.commands
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["project"]["scripts"]["lifecycle-cli"] == "lifecycle.cli:main"
+
+
+def test_the_example_overlay_narrows_egress_to_named_destinations() -> None:
+    import ipaddress
+
+    base = by_kind(render("base"), "NetworkPolicy")["lifecycle-egress"]["spec"]["egress"]
+    assert any("to" not in rule for rule in base)        # the base allows any address: a site must narrow it
+    rules = by_kind(render("overlays/example"), "NetworkPolicy")["lifecycle-egress"]["spec"]["egress"]
+    ports = sorted(p["port"] for rule in rules for p in rule["ports"])
+    assert ports == [53, 53, 443, 5432, 6379]
+    for rule in rules:
+        assert rule.get("to"), f"egress rule to any address: {rule}"
+        for peer in rule["to"]:
+            if "ipBlock" in peer:
+                net = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+                assert net.prefixlen >= 16 and not peer["ipBlock"].get("except"), peer
+            else:
+                assert peer.get("namespaceSelector") and peer.get("podSelector"), peer
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_worker_has_the_fleet_secret_from_a_secret_and_beat_and_flower_do_not(target: str) -> None:
+    for name, dep in by_kind(render(target), "Deployment").items():
+        env = {e["name"]: e for e in pod_spec(dep)["containers"][0].get("env", [])}
+        if dep["metadata"]["labels"].get("app.kubernetes.io/component") == "worker":
+            ref = env["LIFECYCLE_FLEET_SECRET"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "lifecycle-secrets", "key": "fleet-secret"}, name
+        else:
+            assert "LIFECYCLE_FLEET_SECRET" not in env, name

@@ -7,8 +7,9 @@ import pytest
 from lifecycle.bandwidth import TokenBucket
 from lifecycle.clock import ManualClock, default_clock
 from lifecycle.errors import ConfigError
+from lifecycle.jobs.specs import lock_kind
 from lifecycle.log import mask
-from lifecycle.state.locks import lock_key, lock_kind
+from lifecycle.state.locks import lock_key
 from lifecycle.windows import parse_window
 
 
@@ -54,7 +55,7 @@ def test_passwords_are_masked() -> None:
 def test_lock_keys_are_stable_and_table_wide_jobs_share_one() -> None:
     assert lock_key("compact", "archive.t", "p=1") == lock_key("compact", "archive.t", "p=1")
     assert lock_key("compact", "archive.t", "p=1") != lock_key("compact", "archive.t", "p=2")
-    assert -2**31 <= lock_key("x", "y") < 2**31
+    assert -2**63 <= lock_key("x", "y") < 2**63
     assert lock_kind("expire") == lock_kind("clean-orphans") == lock_kind("compact-schema-history")
     assert lock_kind("compact") == "compact"
 
