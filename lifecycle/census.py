@@ -2,10 +2,10 @@
 
 The compaction fan-out only needs, per partition of the default spec, how many live data files are small: it
 never holds the table's DataFiles (~700 B each, millions on a large table), only one manifest's entries at a
-time and a few integers per partition. Files with delete files attached are not compaction inputs (as in
-`compaction.scan.live_files`): a partition that has any delete file is counted exactly through `live_files`
-for that partition alone, and a delete file of another spec (which may apply anywhere) makes the whole census
-fall back to `live_files` for the table.
+time and a few integers per partition. A partition that has any delete file is counted exactly through
+`compaction.scan.live_files` for that partition alone (merge-on-read: its files are compaction inputs with
+their deletes applied, and a file with many deletes is one whatever its size: `heavy`), and a delete file of
+another spec (which may apply anywhere) makes the whole census fall back to `live_files` for the table.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class PartitionCount:
     files: int = 0
     small: int = 0        # below the planner's small-file threshold
     backlog: int = 0      # below `small_file_bytes` (the backlog gauge's threshold)
+    heavy: int = 0        # rewritten for their deletes whatever their size (merge-on-read)
 
 
 def _entries(table: Any, content: ManifestContent) -> Iterator[ManifestEntry]:
@@ -35,7 +36,7 @@ def _entries(table: Any, content: ManifestContent) -> Iterator[ManifestEntry]:
 
 
 def census(table: Any, small_bytes: int, backlog_bytes: int) -> tuple[int | None, dict[str, PartitionCount]]:
-    """(current snapshot id, {partition text: counts}) of the default spec's live data files without deletes."""
+    """(current snapshot id, {partition text: counts}) of the default spec's live data files."""
     snapshot = table.current_snapshot()
     if snapshot is None:
         return None, {}
@@ -77,5 +78,5 @@ def _exact(table: Any, small_bytes: int, backlog_bytes: int,
     for name, files in parts.items():
         sizes = [int(df.file_size_in_bytes) for df in files.files.values()]
         out[name] = PartitionCount(len(sizes), sum(s < small_bytes for s in sizes),
-                                   sum(s < backlog_bytes for s in sizes))
+                                   sum(s < backlog_bytes for s in sizes), len(files.heavy))
     return snapshot_id, out

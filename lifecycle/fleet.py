@@ -48,12 +48,14 @@ def fanout_plan(table: Any, table_name: str, ts: TableSettings,
                 skip: Collection[str] = ()) -> tuple[list[str], int]:
     """(candidate partitions, small-file backlog) from ONE streamed pass over the current snapshot's manifests
     (lifecycle/census.py: a few integers per partition, never the table's DataFiles), decided by compaction's
-    own planner rule with the table-property thresholds. Partitions in `skip` (quarantined) are left out."""
+    own planner rule with the table-property thresholds (a file with many deletes makes its partition one).
+    Partitions in `skip` (quarantined) are left out."""
     strategy = select_strategy(table.properties, table.sort_order(), table.schema())
     thresholds = thresholds_for(ts, table.properties, strategy)
     _snapshot_id, counts = census(table, thresholds.small_file_bytes, ts.small_file_bytes)
     backlog = sum(c.backlog for c in counts.values())
-    return sorted(p for p, c in counts.items() if p not in skip and is_candidate(c.small, thresholds)), backlog
+    return sorted(p for p, c in counts.items()
+                  if p not in skip and (is_candidate(c.small, thresholds) or c.heavy)), backlog
 
 
 class _Heartbeat:

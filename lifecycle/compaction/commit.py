@@ -5,6 +5,9 @@ Iceberg's RewriteFiles on every attempt, PyIceberg's internal retries included: 
 own base snapshot (lifecycle.compaction.validate). A group that conflicts is dropped from the batch and the
 others are committed without it; appends by others only make the attempt retry (lifecycle.safety.commit),
 never a second rewrite of the data. The summary reports operation `replace`.
+
+Merge-on-read: the same snapshot removes every delete file of the groups' partitions that no longer applies
+to any live data file (lifecycle.compaction.mor_commit), decided on each attempt at the head it builds on.
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ from dataclasses import dataclass, field
 
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import BooleanExpression, Or
-from pyiceberg.manifest import DataFile
+from pyiceberg.manifest import DataFile, ManifestEntry, ManifestFile
 from pyiceberg.table import Table
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.table.update.snapshot import _OverwriteFiles
 
+from lifecycle.compaction.mor_commit import drop_deletes
+from lifecycle.compaction.mor_index import dangling as find_dangling
+from lifecycle.compaction.mor_index import snapshot_files, unpartitioned_specs
 from lifecycle.compaction.validate import RewriteCheck, WindowCache, conflicts
 from lifecycle.errors import PartitionError
 from lifecycle.partitions import parse_partition, row_filter
@@ -39,6 +46,7 @@ class CommitResult:
     committed: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)   # group key -> the conflict that dropped it
     attempts: int = 0
+    removed_deletes: list[str] = field(default_factory=list)  # dangling delete files the snapshot removed
 
 
 class GroupConflict(ValidationException):  # type: ignore[misc]
@@ -49,20 +57,25 @@ class GroupConflict(ValidationException):  # type: ignore[misc]
         super().__init__("; ".join(f"{k}: {v}" for k, v in self.reasons.items()))
 
 
-def head_files(table: Table, partitions: Sequence[str]) -> dict[str, DataFile]:
-    """The live data files of these partitions at the table's current snapshot, by path."""
-    snapshot = table.current_snapshot()
-    if snapshot is None:
-        return {}
-    spec, schema = table.spec(), table.schema()
+def _partitions_filter(metadata: TableMetadata, partitions: Sequence[str]) -> BooleanExpression | None:
+    """A row filter selecting these partitions of the default spec; None when they no longer parse."""
+    spec, schema = metadata.spec(), metadata.schema()
     try:
         filters: list[BooleanExpression] = [row_filter(parse_partition(p, spec, schema), spec, schema)
                                             for p in sorted(set(partitions))]
     except PartitionError:
-        return {}   # the spec changed: every input counts as gone, the groups conflict
-    expr = filters[0] if len(filters) == 1 else Or(*filters)
-    tasks = table.scan(row_filter=expr, snapshot_id=snapshot.snapshot_id).plan_files()
-    return {t.file.file_path: t.file for t in tasks}
+        return None
+    return filters[0] if len(filters) == 1 else Or(*filters)
+
+
+def head_files(table: Table, partitions: Sequence[str]) -> dict[str, DataFile]:
+    """The live data files of these partitions at the table's current snapshot, by path."""
+    snapshot = table.current_snapshot()
+    expr = _partitions_filter(table.metadata, partitions)
+    if snapshot is None or expr is None:
+        return {}   # (the spec changed: every input counts as gone, the groups conflict)
+    files = snapshot_files(table.metadata, table.io, snapshot, expr)
+    return {e.data_file.file_path: e.data_file for e in files.data}
 
 
 class ReplaceFiles(_OverwriteFiles):  # type: ignore[misc]
@@ -70,6 +83,19 @@ class ReplaceFiles(_OverwriteFiles):  # type: ignore[misc]
 
     groups: Sequence[GroupCommit] = ()
     window: WindowCache | None = None
+    dangling: list[tuple[ManifestEntry, str]] = []   # delete files this attempt removes (and their manifests)
+
+    def _manifests(self) -> list[ManifestFile]:
+        meta = self._transaction.table_metadata
+        expr = _partitions_filter(meta, [g.partition for g in self.groups])
+        head = meta.snapshot_by_name(self._target_branch)
+        self.dangling = [] if expr is None else find_dangling(
+            snapshot_files(meta, self._io, head, expr), {p for g in self.groups for p in g.check.inputs},
+            unpartitioned_specs(meta))
+        return list(super()._manifests())
+
+    def _existing_manifests(self) -> list[ManifestFile]:
+        return drop_deletes(self, super()._existing_manifests(), self.dangling)
 
     def _validate_concurrency(self) -> None:
         table = self._transaction._table
@@ -81,15 +107,18 @@ class ReplaceFiles(_OverwriteFiles):  # type: ignore[misc]
     def _summary(self, snapshot_properties: Mapping[str, str] = {}) -> Summary:
         wanted: Operation = getattr(self, "_operation")  # noqa: B009 - typed for mypy
         self._operation = Operation.OVERWRITE  # PyIceberg's summary code only knows append/overwrite/delete
+        data_files: set[DataFile] = getattr(self, "_deleted_data_files")  # noqa: B009 - typed for mypy
+        self._deleted_data_files = data_files | {e.data_file for e, _ in self.dangling}   # counted as removed
         try:
             summary = super()._summary(dict(snapshot_properties))
         finally:
             self._operation = wanted
+            self._deleted_data_files = data_files
         return Summary(wanted, **summary.additional_properties)
 
 
 def _commit_once(table: Table, groups: Sequence[GroupCommit], properties: Mapping[str, str],
-                 window: WindowCache) -> int:
+                 window: WindowCache, removed: list[str]) -> int:
     live = head_files(table, [g.partition for g in groups])
     bad = conflicts(table.metadata, table.io, [g.check for g in groups], live, window)
     if bad:
@@ -105,6 +134,7 @@ def _commit_once(table: Table, groups: Sequence[GroupCommit], properties: Mappin
             producer.append_data_file(df)
     producer.commit()
     tx.commit_transaction()
+    removed[:] = sorted(e.data_file.file_path for e, _ in producer.dangling)
     return int(producer.snapshot_id)
 
 
@@ -125,7 +155,8 @@ def commit_groups(table: Table, groups: Sequence[GroupCommit], properties: Calla
         result.attempts = n
         tbl = table.refresh()
         try:
-            return _commit_once(tbl, list(pending.values()), properties(sorted(pending)), window) if pending else None
+            return (_commit_once(tbl, list(pending.values()), properties(sorted(pending)), window,
+                                 result.removed_deletes) if pending else None)
         except GroupConflict as conflict:
             for key, reason in conflict.reasons.items():
                 result.dropped[key] = reason

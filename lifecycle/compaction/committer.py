@@ -22,6 +22,7 @@ from pyiceberg.table import Table
 
 from lifecycle import log, metrics
 from lifecycle.compaction.commit import CommitResult, GroupCommit, commit_groups
+from lifecycle.compaction.mor_commit import removed_per_group
 from lifecycle.compaction.planner import FileGroup
 from lifecycle.compaction.validate import RewriteCheck
 from lifecycle.datafiles import data_file_from_parquet
@@ -134,15 +135,19 @@ def commit_batch(ctx: JobContext, identifier: str, plans: Sequence[Plan], lock: 
     finally:
         metrics.COMMIT_DURATION.labels(JOB).observe(time.monotonic() - started)
     crash_point("compact.after-commit")
+    removed = removed_per_group(result.removed_deletes, {k: FileGroup.from_dict(by_id[k].payload["group"]).deletes
+                                                         for k in result.committed})
     for key in result.committed:
-        plan = ctx.store.transition_plan(key, COMMITTING, COMMITTED, {"snapshot_id": result.snapshot_id})
+        plan = ctx.store.transition_plan(key, COMMITTING, COMMITTED, {"snapshot_id": result.snapshot_id,
+                                                                      "delete_files_removed": removed[key]})
         finish(ctx, plan, identifier)
     for key, reason in result.dropped.items():
         abandon(ctx, table, by_id[key], COMMITTING, reason)
     if result.snapshot_id is not None:
         metrics.COMPACTION_COMMITS.labels(identifier).inc()
     _log.event("compact.batch_committed", table=identifier, snapshot_id=result.snapshot_id,
-               committed=len(result.committed), dropped=len(result.dropped), attempts=result.attempts)
+               committed=len(result.committed), dropped=len(result.dropped), attempts=result.attempts,
+               delete_files_removed=len(result.removed_deletes))
     return result
 
 

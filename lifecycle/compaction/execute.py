@@ -18,6 +18,7 @@ from pyiceberg.table import Table
 
 from lifecycle import log
 from lifecycle.compaction.committer import COMMIT_LOCK_KIND, JOB, abandon, finish
+from lifecycle.compaction.mor_read import LiveGroup
 from lifecycle.compaction.planner import SORT, FileGroup, Strategy
 from lifecycle.compaction.rewrite import OutputOptions, compaction_threads, rewrite_group, row_group_rows
 from lifecycle.faults import crash_point
@@ -52,6 +53,7 @@ _log = log.get("lifecycle.compaction")
 @dataclass
 class Tally:
     counts: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)   # partition -> why it was not compacted
 
     def add(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -128,6 +130,9 @@ def stage_group(ctx: JobContext, table: Table, table_name: str, partition: str, 
     The locks this run holds are checked right before the plan becomes ready: a run that lost its lock stops
     without handing anything to the committer (whoever took the lock over reconciles the plan)."""
     plan_id = str(uuid.uuid4())
+    # merge-on-read: inputs with deletes are read with them applied; the group then counts live rows
+    live = LiveGroup.open(table, partition, group, base_snapshot_id, ctx.limiter) if group.deletes else None
+    group = live.group if live is not None else group
     paths = output_paths(table, partition, plan_id, group.output_count)
     sort_order_id = strategy.sort_order_id if strategy.name == SORT else None
     payload = {"strategy": strategy.to_dict(), "group": group.to_dict(), "outputs": paths,
@@ -150,7 +155,8 @@ def stage_group(ctx: JobContext, table: Table, table_name: str, partition: str, 
                             compression=props.get("write.parquet.compression-codec", "zstd"),
                             compression_level=int(level) if level else None)
     bytes_out = rewrite_group(table.io, group.inputs, paths, strategy, options, ctx.limiter,
-                              threads=compaction_threads(), on_written=on_written)
+                              threads=compaction_threads(), on_written=on_written,
+                              reader=live.read if live is not None else None) if paths else 0
     for lock in (ctx.lock, *locks):
         if lock is not None:
             lock.ensure_alive()

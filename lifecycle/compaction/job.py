@@ -19,7 +19,7 @@ from lifecycle.compaction.committer import await_outcome, batch_settings
 from lifecycle.compaction.execute import RESUME, Tally, record_resume, recover, stage_group
 from lifecycle.compaction.planner import PartitionPlan, TablePlan, Thresholds, plan_partition, plan_table
 from lifecycle.compaction.rewrite import compaction_threads
-from lifecycle.compaction.scan import live_files
+from lifecycle.compaction.scan import live_files, refused, screen
 from lifecycle.compaction.strategy import select_strategy, thresholds_for
 from lifecycle.errors import BadInputError, CommitOutcomeUnknownError, StopRequested
 from lifecycle.jobs.base import ABANDONED, DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
@@ -38,6 +38,7 @@ def _plan(table: Table, name: str, key: PartitionKey | None, thresholds: Thresho
     strategy = select_strategy(table.properties, table.sort_order(), table.schema())
     snapshot_id, parts = live_files(table, key)
     plan = plan_table(name, snapshot_id, {p: f.infos() for p, f in parts.items()}, strategy, thresholds)
+    plan = screen(table, plan, parts)   # merge-on-read: partitions whose equality deletes cannot be applied
     metrics.PLAN_DURATION.labels(JOB).observe(time.monotonic() - started)
     return plan
 
@@ -54,8 +55,14 @@ def describe(plan: TablePlan) -> list[str]:
     for p in plan.partitions:
         d = p.to_dict()
         lines.append(f"{p.partition}: {p.strategy.name}, {d['input_files']} input files ({d['input_bytes']} bytes)"
-                     f" -> {d['planned_outputs']} planned output files in {len(p.groups)} group(s)")
+                     f" -> {d['planned_outputs']} planned output files in {len(p.groups)} group(s)"
+                     + (f", {d['delete_files']} delete file(s) applied" if d["delete_files"] else ""))
+    lines += refusals(dict(plan.refused))
     return lines or ["no partition needs compaction"]
+
+
+def refusals(refused: dict[str, str]) -> list[str]:
+    return [f"{p}: refused, not compacted: {why}" for p, why in sorted(refused.items())]
 
 
 def _settle(ctx: JobContext, req: JobRequest, plan_ids: list[str], tally: Tally) -> None:
@@ -72,6 +79,7 @@ def _settle(ctx: JobContext, req: JobRequest, plan_ids: list[str], tally: Tally)
             tally.add("files_out", len(plan.payload.get("outputs", ())) if plan is not None else 0)
             tally.add("bytes_in", int(group.get("input_bytes", 0)))
             tally.add("bytes_out", int(plan.progress.get("bytes_out", 0)) if plan is not None else 0)
+            tally.add("delete_files_removed", int(plan.progress.get("delete_files_removed", 0)) if plan else 0)
         elif state == PLAN_ABANDONED:
             tally.add("groups_abandoned")
     unknown = [p for p, s in states.items() if s == UNKNOWN]
@@ -97,6 +105,10 @@ def _partition(ctx: JobContext, req: JobRequest, table: Table, partition: str, t
         plan = plan_partition(partition, infos, strategy, dataclasses.replace(thresholds, min_small_files=2))
     elif found is not None and not waiting:
         plan = plan_partition(partition, found.infos(), strategy, thresholds)
+    why = refused(table, plan, found) if plan is not None and found is not None else None
+    if why is not None:   # merge-on-read: equality deletes that cannot be applied exactly
+        tally.refused[partition] = why
+        plan = None
     metrics.PLAN_DURATION.labels(JOB).observe(time.monotonic() - started)
     if found is None:
         tally.add("partitions_without_files")  # e.g. a partition dropped since the fan-out
@@ -135,6 +147,8 @@ def run(ctx: JobContext, req: JobRequest) -> JobResult:
         counts: dict[str, int | float] = {"partitions": len(plan.partitions),
                   "input_files": sum(len(g.inputs) for p in plan.partitions for g in p.groups),
                   "planned_outputs": sum(g.output_count for p in plan.partitions for g in p.groups)}
+        if plan.refused:
+            counts["partitions_refused"] = len(plan.refused)
         return JobResult(JOB, req.table, req.partition, DRY_RUN, counts, plan=plan.to_dict(), detail=describe(plan))
     tally = Tally()
     live = LiveSets()
@@ -142,7 +156,9 @@ def run(ctx: JobContext, req: JobRequest) -> JobResult:
         if key is not None:
             _partition(ctx, req, table, key.text, thresholds, tally, None, live)
         else:
-            candidates = {p.partition for p in _plan(table, req.table, None, thresholds).partitions}
+            whole = _plan(table, req.table, None, thresholds)
+            tally.refused.update(whole.refused)
+            candidates = {p.partition for p in whole.partitions}
             candidates |= {p.partition for p in ctx.store.open_plans(JOB, req.table)}
             for partition in sorted(candidates):
                 ctx.checkpoint(JOB)
@@ -156,9 +172,12 @@ def run(ctx: JobContext, req: JobRequest) -> JobResult:
         done = tally.counts.get("groups_committed", 0)
         raise StopRequested(f"{stop}; {done} group(s) committed, the next run continues") from stop
     counts = dict(tally.counts)
+    notes = refusals(tally.refused)
+    if notes:
+        counts["partitions_refused"] = len(tally.refused)
     if counts.get("groups_abandoned"):
         return JobResult(JOB, req.table, req.partition, ABANDONED, dict(counts),
                          detail=[f"{counts['groups_abandoned']} group(s) abandoned after a real conflict (inputs"
-                                 " removed or given deletes since the plan); their staged files were removed"])
+                                 " removed or given deletes since the plan); their staged files were removed", *notes])
     worked = any(counts.get(k) for k in ("groups_committed", "recovered_committed", "recovered_removed"))
-    return JobResult(JOB, req.table, req.partition, DONE if worked else NOTHING_TO_DO, dict(counts))
+    return JobResult(JOB, req.table, req.partition, DONE if worked else NOTHING_TO_DO, dict(counts), detail=notes)

@@ -5,6 +5,11 @@ A partition is a candidate when it holds at least `min_small_files` data files s
 into file groups of at most `max_group_bytes` (a file alone over it is a group of its own; a lone trailing file
 joins the group before it, so a partition with two or more small files always has a group of two); each
 group's output count is ceil(group bytes / target).
+
+Merge-on-read: a file with too many deletes attached (`heavy_deletes`, decided by the scan from the table's
+delete thresholds) is selected whatever its size, and a group holding one is rewritten whatever the number of
+small files, even alone (as Iceberg's SizeBasedDataRewriter does): its rows are rewritten with the deletes
+applied and the deletes can go.
 """
 
 from __future__ import annotations
@@ -24,6 +29,15 @@ class FileInfo:
     path: str
     size: int
     records: int
+    deletes: tuple[str, ...] = ()      # the delete files that apply to it (merge-on-read)
+    heavy_deletes: bool = False        # rewritten for its deletes, whatever its size
+
+    def to_list(self) -> list[Any]:
+        return [self.path, self.size, self.records, *([list(self.deletes)] if self.deletes else [])]
+
+    @staticmethod
+    def from_list(raw: list[Any]) -> FileInfo:
+        return FileInfo(raw[0], int(raw[1]), int(raw[2]), tuple(raw[3]) if len(raw) > 3 else ())
 
 
 @dataclass(frozen=True)
@@ -64,13 +78,21 @@ class FileGroup:
     def records(self) -> int:
         return sum(f.records for f in self.inputs)
 
+    @property
+    def deletes(self) -> list[str]:
+        """The delete files that apply to its inputs, each once."""
+        return sorted({d for f in self.inputs for d in f.deletes})
+
     def to_dict(self) -> dict[str, Any]:
-        return {"inputs": [[f.path, f.size, f.records] for f in self.inputs], "input_files": len(self.inputs),
-                "input_bytes": self.input_bytes, "records": self.records, "planned_outputs": self.output_count}
+        out = {"inputs": [f.to_list() for f in self.inputs], "input_files": len(self.inputs),
+               "input_bytes": self.input_bytes, "records": self.records, "planned_outputs": self.output_count}
+        if self.deletes:
+            out["delete_files"] = len(self.deletes)
+        return out
 
     @staticmethod
     def from_dict(raw: dict[str, Any]) -> FileGroup:
-        return FileGroup(tuple(FileInfo(p, int(s), int(r)) for p, s, r in raw["inputs"]), int(raw["planned_outputs"]))
+        return FileGroup(tuple(FileInfo.from_list(f) for f in raw["inputs"]), int(raw["planned_outputs"]))
 
 
 @dataclass(frozen=True)
@@ -87,6 +109,7 @@ class PartitionPlan:
             "total_files": self.total_files, "input_files": sum(len(g.inputs) for g in self.groups),
             "input_bytes": sum(g.input_bytes for g in self.groups),
             "planned_outputs": sum(g.output_count for g in self.groups),
+            "delete_files": len({d for g in self.groups for d in g.deletes}),
             "groups": [{k: v for k, v in g.to_dict().items() if k != "inputs"} for g in self.groups],
         }
 
@@ -108,10 +131,14 @@ class TablePlan:
     table: str
     snapshot_id: int | None
     partitions: tuple[PartitionPlan, ...] = field(default_factory=tuple)
+    refused: tuple[tuple[str, str], ...] = ()   # (partition, why): not compacted (merge-on-read, see scan)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"table": self.table, "snapshot_id": self.snapshot_id,
-                "partitions": [p.to_dict() for p in self.partitions]}
+        out: dict[str, Any] = {"table": self.table, "snapshot_id": self.snapshot_id,
+                               "partitions": [p.to_dict() for p in self.partitions]}
+        if self.refused:
+            out["refused"] = dict(self.refused)
+        return out
 
 
 def output_count(group_bytes: int, records: int, target_file_bytes: int) -> int:
@@ -147,12 +174,15 @@ def plan_partition(
 ) -> PartitionPlan | None:
     """The plan for one partition, or None when it is not a candidate."""
     small = sorted((f for f in files if f.size < thresholds.small_file_bytes), key=lambda f: (f.path, f.size))
-    if not is_candidate(len(small), thresholds):
+    enough_small = is_candidate(len(small), thresholds)
+    selected = sorted((f for f in files if f.size < thresholds.small_file_bytes or f.heavy_deletes),
+                      key=lambda f: (f.path, f.size))
+    if not enough_small and not any(f.heavy_deletes for f in selected):
         return None
     groups = []
-    for chunk in _pack(small, thresholds.max_group_bytes):
-        if len(chunk) < 2:
-            continue  # rewriting one file into one file gains nothing
+    for chunk in _pack(selected, thresholds.max_group_bytes):
+        if not any(f.heavy_deletes for f in chunk) and (not enough_small or len(chunk) < 2):
+            continue  # rewriting one file into one file gains nothing (unless it drops deletes)
         total = sum(f.size for f in chunk)
         groups.append(FileGroup(tuple(chunk), output_count(total, sum(f.records for f in chunk),
                                                            thresholds.target_file_bytes)))

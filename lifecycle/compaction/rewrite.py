@@ -36,6 +36,7 @@ MAX_DEFAULT_THREADS = 4
 THREADS_ENV = "LIFECYCLE_COMPACTION_THREADS"
 
 OnWritten = Callable[[int, str, int], None]   # (output index, path, bytes written so far in the group)
+RowReader = Callable[[Sequence[FileInfo], int, int], Iterator[pa.Table]]   # rows [lo, hi) of the inputs
 
 
 @dataclass(frozen=True)
@@ -167,10 +168,10 @@ def read_rows(io: FileIO, inputs: Sequence[FileInfo], lo: int, hi: int, schema: 
             return
 
 
-def _ordered(io: FileIO, inputs: Sequence[FileInfo], strategy: Strategy, schema: pa.Schema, limiter: Limiter,
+def _ordered(read: RowReader, inputs: Sequence[FileInfo], strategy: Strategy,
              pool: ThreadPoolExecutor) -> tuple[pa.Table, pa.Array]:
     """The whole group (inputs read concurrently, kept in input order) and the ordering of its rows."""
-    parts = pool.map(lambda f: list(read_rows(io, [f], 0, f.records, schema, limiter)), inputs)
+    parts = pool.map(lambda f: list(read([f], 0, f.records)), inputs)
     group = pa.concat_tables([t for part in parts for t in part]).combine_chunks()
     if strategy.name == SORT:
         return group, sort_indices(group, strategy.columns, strategy.directions, strategy.nulls)
@@ -179,17 +180,19 @@ def _ordered(io: FileIO, inputs: Sequence[FileInfo], strategy: Strategy, schema:
 
 def rewrite_group(io: FileIO, inputs: Sequence[FileInfo], outputs: Sequence[str], strategy: Strategy,
                   options: OutputOptions, limiter: Limiter, threads: int = 1,
-                  on_written: OnWritten | None = None) -> int:
+                  on_written: OnWritten | None = None, reader: RowReader | None = None) -> int:
     """Rewrite the inputs into exactly len(outputs) files; returns the bytes written.
 
     `on_written` runs in the calling thread after each output file is complete (in completion order). On
     any error the files being written are closed and the error is raised; files already complete stay
-    (the caller's journal owns them)."""
+    (the caller's journal owns them). `reader` replaces the plain parquet reader (merge-on-read: rows with
+    their deletes applied, lifecycle.compaction.mor_read; the inputs' `records` are then live rows)."""
+    read: RowReader = reader or (lambda ins, lo, hi: read_rows(io, ins, lo, hi, options.schema, limiter))
     total = sum(f.records for f in inputs)
     bounds = split_bounds(total, len(outputs))
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="compact") as pool:
         if strategy.name in (SORT, ZORDER):
-            group, order = _ordered(io, inputs, strategy, options.schema, limiter, pool)
+            group, order = _ordered(read, inputs, strategy, pool)
 
             def source(lo: int, hi: int) -> Iterator[pa.Table]:
                 step = max(options.row_group_rows, 1)
@@ -197,7 +200,7 @@ def rewrite_group(io: FileIO, inputs: Sequence[FileInfo], outputs: Sequence[str]
                     yield group.take(order.slice(start, min(step, hi - start)))
         else:
             def source(lo: int, hi: int) -> Iterator[pa.Table]:
-                return read_rows(io, inputs, lo, hi, options.schema, limiter)
+                return read(inputs, lo, hi)
 
         def write_one(index: int) -> int:
             lo, hi = bounds[index]

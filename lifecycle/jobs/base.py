@@ -56,6 +56,8 @@ class JobResult:
         }
         if self.plan is not None:
             out["plan"] = self.plan
+        if self.detail:
+            out["detail"] = list(self.detail)
         return out
 
 
