@@ -19,7 +19,7 @@ from lifecycle.clock import Clock, default_clock
 from lifecycle.errors import LifecycleError, StopRequested
 from lifecycle.formats import check_request
 from lifecycle.identity import worker_id
-from lifecycle.jobs.base import LOCKED, STOPPED, JobContext, JobRequest, JobResult
+from lifecycle.jobs.base import LOCKED, STOPPED, JobContext, JobRequest, JobResult, Status
 from lifecycle.jobs.registry import JobFn, runner
 from lifecycle.jobs.specs import lock_kind
 from lifecycle.lineage import guard_catalog
@@ -77,7 +77,7 @@ def _run(fn: JobFn, ctx: JobContext, request: JobRequest) -> JobResult:
     return fn(ctx, request)
 
 
-QUARANTINED = "quarantined"   # the (job, table, partition) failed too often: skipped until released
+QUARANTINED = Status.QUARANTINED
 
 
 def execute(ctx: JobContext, request: JobRequest, on_locked: Callable[[], None] | None = None,

@@ -43,6 +43,7 @@ from lifecycle.state.models import (
     STAGED_OPEN_STATES,
     UNKNOWN,
     Plan,
+    PlanState,
 )
 
 JOB = "compact"
@@ -174,7 +175,8 @@ def commit_ready(ctx: JobContext, identifier: str, lock: AdvisoryLock, batch: Ba
         snapshots += int(result is not None and result.snapshot_id is not None)
 
 
-def await_outcome(ctx: JobContext, identifier: str, plan_ids: Sequence[str], batch: BatchSettings) -> dict[str, str]:
+def await_outcome(ctx: JobContext, identifier: str, plan_ids: Sequence[str],
+                  batch: BatchSettings) -> dict[str, PlanState]:
     """Wait until these plans are done, abandoned or unknown, committing ready groups whenever the table's
     commit lock is free. Returns {plan id: final state}."""
     deadline = time.monotonic() + batch.wait_seconds

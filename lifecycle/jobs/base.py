@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from pyiceberg.catalog import Catalog
@@ -20,13 +21,22 @@ from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.store import StateStore
 from lifecycle.windows import scheduled_window_open
 
+
 # Status of a finished run.
-DONE = "done"
-NOTHING_TO_DO = "nothing-to-do"
-STOPPED = "stopped"          # a checkpoint stopped it cleanly; the next run continues
-LOCKED = "locked"            # another run holds the lock: acknowledged, nothing done
-DRY_RUN = "dry-run"
-ABANDONED = "abandoned"      # work was thrown away (a group lost to a real conflict): never reported as done
+class Status(StrEnum):
+    """How a run ended (JobResult.status; the CLI's exit status and the runs metric's outcome derive from it)."""
+
+    DONE = "done"
+    NOTHING_TO_DO = "nothing-to-do"
+    STOPPED = "stopped"          # a checkpoint stopped it cleanly; the next run continues
+    LOCKED = "locked"            # another run holds the lock: acknowledged, nothing done
+    DRY_RUN = "dry-run"
+    ABANDONED = "abandoned"      # work was thrown away (a group lost to a real conflict): never reported as done
+    QUARANTINED = "quarantined"  # the (job, table, partition) failed too often: skipped until released
+
+
+DONE, NOTHING_TO_DO, STOPPED, LOCKED = Status.DONE, Status.NOTHING_TO_DO, Status.STOPPED, Status.LOCKED
+DRY_RUN, ABANDONED = Status.DRY_RUN, Status.ABANDONED
 
 
 @dataclass(frozen=True)

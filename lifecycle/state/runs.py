@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from enum import StrEnum
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -12,7 +13,17 @@ from lifecycle.log import mask
 from lifecycle.state.models import JobRun
 from lifecycle.state.store import StateStore
 
-QUEUED, RUNNING, DONE, FAILED, STOPPED = "queued", "running", "done", "failed", "stopped"
+
+class RunState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+QUEUED, RUNNING, DONE, FAILED, STOPPED = (RunState.QUEUED, RunState.RUNNING, RunState.DONE, RunState.FAILED,
+                                          RunState.STOPPED)
 _COLS = ("run_id, job, table_name, partition, state, manual, attempts, max_attempts, worker, created_at,"
          " heartbeat_at, finished_at, error, counts, requeued_at, requeues")
 

@@ -27,9 +27,11 @@ from lifecycle.state.models import (
     PURGE,
     PURGE_QUEUED_STATES,
     ColdObject,
+    EntryState,
     JournalEntry,
     NewEntry,
     Plan,
+    PlanState,
 )
 
 _PLAN_COLS = ("plan_id, job, table_name, partition, state, base_snapshot_id, run_id, payload, progress,"
@@ -336,8 +338,8 @@ class StateStore:
 
 
 def _plan(row: dict[str, Any]) -> Plan:
-    return Plan(**row)
+    return Plan(**{**row, "state": PlanState(row["state"])})
 
 
 def _entry(row: dict[str, Any]) -> JournalEntry:
-    return JournalEntry(**row)
+    return JournalEntry(**{**row, "state": EntryState(row["state"])})
