@@ -17,7 +17,7 @@ from typing import Any
 from pyiceberg.manifest import ManifestContent, ManifestEntry
 
 from lifecycle.compaction.scan import live_files
-from lifecycle.partitions import PartitionKey, format_partition
+from lifecycle.partitions import PartitionKey, format_partition, values_of
 
 
 @dataclass
@@ -53,11 +53,11 @@ def census(table: Any, small_bytes: int, backlog_bytes: int) -> tuple[int | None
     for entry in _entries(table, ManifestContent.DELETES):
         if entry.data_file.spec_id != spec.spec_id:
             return _exact(table, small_bytes, backlog_bytes, None)
-        with_deletes.add(tuple(entry.data_file.partition))
+        with_deletes.add(values_of(entry.data_file.partition))
     counts: dict[str, PartitionCount] = {}
     for entry in _entries(table, ManifestContent.DATA):
         df = entry.data_file
-        values = tuple(df.partition)
+        values = values_of(df.partition)
         if df.spec_id != spec.spec_id or values in with_deletes:
             continue
         c = counts.setdefault(text(values), PartitionCount())

@@ -29,6 +29,7 @@ from pyiceberg.manifest import (
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.table.refs import SnapshotRefType
 from pyiceberg.table.snapshots import Operation, Snapshot, Summary
 from pyiceberg.table.update import AddSnapshotUpdate, AssertRefSnapshotId, SetSnapshotRefUpdate
 from pyiceberg.transforms import DayTransform, IdentityTransform
@@ -121,9 +122,8 @@ def create_table(catalog: Catalog, spec: ArchiveSpec) -> Table:
     except NamespaceAlreadyExistsError:
         pass
     props = {"format-version": "2", "write.parquet.compression-codec": "zstd", **spec.properties}
-    kwargs = {"location": spec.location} if spec.location else {}
     return catalog.create_table(f"{spec.namespace}.{spec.name}", SCHEMA, partition_spec=SPEC,
-                                properties=props, **kwargs)
+                                properties=props, location=spec.location)
 
 
 def add_small_files(table: Table, spec: ArchiveSpec, rng: random.Random) -> tuple[dict[str, list[str]], int]:
@@ -172,7 +172,7 @@ def add_history(table: Table, spec: ArchiveSpec, rng: random.Random, clock: Cloc
     mission, day = spec.partitions[0]
     base = table.location().rstrip("/")
     live: list[tuple[ManifestFile, ManifestEntry]] = []   # one manifest per live history file
-    seq = meta.last_sequence_number
+    seq = meta.next_sequence_number() - 1
     parent = meta.current_snapshot_id
     updates: list[Any] = []
     ids: list[int] = []
@@ -209,7 +209,9 @@ def add_history(table: Table, spec: ArchiveSpec, rng: random.Random, clock: Cloc
                         timestamp_ms=to_millis(start + step * i), manifest_list=list_path, summary=summary,
                         schema_id=meta.current_schema_id)
         updates.append(AddSnapshotUpdate(snapshot=snap))
-        updates.append(SetSnapshotRefUpdate(ref_name="main", type="branch", snapshot_id=snapshot_id))
+        updates.append(SetSnapshotRefUpdate(ref_name="main", type=SnapshotRefType.BRANCH, snapshot_id=snapshot_id,
+                                                max_ref_age_ms=None, max_snapshot_age_ms=None,
+                                                min_snapshots_to_keep=None))
         ids.append(snapshot_id)
         parent = snapshot_id
     requirement = AssertRefSnapshotId(ref="main", snapshot_id=meta.current_snapshot_id)

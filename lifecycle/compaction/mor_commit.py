@@ -15,7 +15,7 @@ from typing import Any
 
 from pyiceberg.manifest import ManifestContent, ManifestEntry, ManifestFile, ManifestWriterV2
 from pyiceberg.schema import Schema
-from pyiceberg.types import IntegerType, ListType, NestedField, StructType
+from pyiceberg.types import IcebergType, IntegerType, ListType, NestedField, StructType
 
 EQUALITY_IDS = 135   # data_file.equality_ids (its element: 136)
 
@@ -37,7 +37,8 @@ class DeleteManifestWriter(ManifestWriterV2):  # type: ignore[misc]
                         if f.field_id == 2 else f for f in entry.fields])
 
 
-def _int_equality_ids(data_file: StructType) -> StructType:
+def _int_equality_ids(data_file: IcebergType) -> StructType:
+    assert isinstance(data_file, StructType), data_file   # field 2 of a manifest entry is the data_file struct
     return StructType(*[NestedField(EQUALITY_IDS, f.name, ListType(EQUALITY_IDS + 1, IntegerType(), True),
                                     required=f.required, doc=f.doc)
                         if f.field_id == EQUALITY_IDS else f for f in data_file.fields])

@@ -28,11 +28,13 @@ from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.utils.concurrent import ExecutorFactory
 
+from lifecycle.partitions import values_of
+
 PartKey = tuple[int, tuple[Any, ...]]
 
 
 def part_key(df: DataFile) -> PartKey:
-    return int(df.spec_id), tuple(df.partition or ())
+    return int(df.spec_id), values_of(df.partition)
 
 
 def seq_of(entry: ManifestEntry) -> int:

@@ -25,6 +25,8 @@ from pyiceberg.manifest import DataFile, DataFileContent, ManifestContent, Manif
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Snapshot
 
+from lifecycle.partitions import values_of
+
 FILE_PATH_FIELD_ID = 2147483546   # the `file_path` column of a position delete file
 
 
@@ -71,7 +73,7 @@ def _describe(df: DataFile) -> _AddedDelete:
     referenced = getattr(df, "referenced_data_file", None)
     lower = (df.lower_bounds or {}).get(FILE_PATH_FIELD_ID)
     upper = (df.upper_bounds or {}).get(FILE_PATH_FIELD_ID)
-    return _AddedDelete(df.content, int(df.spec_id), tuple(df.partition or ()), referenced,
+    return _AddedDelete(df.content, int(df.spec_id), values_of(df.partition), referenced,
                         (lower, upper) if lower is not None and upper is not None else None)
 
 
@@ -85,7 +87,7 @@ def _applies(delete: _AddedDelete, path: str, df: DataFile, unpartitioned: set[i
         return lower <= path.encode() <= upper
     if delete.spec_id in unpartitioned:
         return True
-    return delete.spec_id != df.spec_id or delete.partition == tuple(df.partition or ())
+    return delete.spec_id != df.spec_id or delete.partition == values_of(df.partition)
 
 
 def _window(metadata: TableMetadata, head: Snapshot, base_id: int) -> list[Snapshot] | None:

@@ -48,7 +48,8 @@ class AssertMetadataUnchanged(AssertRefSnapshotId):  # type: ignore[misc]
         req._snapshot_ids = frozenset(s.snapshot_id for s in metadata.snapshots)
         return req
 
-    def validate(self, base_metadata: TableMetadata | None) -> None:
+    # PyIceberg's TableRequirement.validate shadows pydantic's deprecated classmethod BaseModel.validate
+    def validate(self, base_metadata: TableMetadata | None) -> None:  # type: ignore[override]
         super().validate(base_metadata)
         assert base_metadata is not None
         refs = {name: ref.snapshot_id for name, ref in base_metadata.refs.items()}

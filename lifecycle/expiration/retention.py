@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
+from pyiceberg.table.snapshots import Snapshot
 
 from lifecycle.clock import to_millis
 from lifecycle.errors import ConfigError
@@ -75,7 +76,7 @@ def select_expired(
         min_keep = ref.min_snapshots_to_keep or retention.min_snapshots_to_keep
         branch_cutoff = now_ms - ref.max_snapshot_age_ms if ref.max_snapshot_age_ms else cutoff_ms
         kept = 0
-        snap = head
+        snap: Snapshot | None = head
         walking = True
         while snap is not None:
             on_some_ref.add(snap.snapshot_id)

@@ -8,13 +8,14 @@ from typing import Any
 
 from pyiceberg.manifest import ManifestContent, ManifestFile, write_manifest_list
 from pyiceberg.table import Table
+from pyiceberg.table.refs import SnapshotRefType
 from pyiceberg.table.snapshots import Operation, Snapshot, Summary
 from pyiceberg.table.update import AddSnapshotUpdate, AssertRefSnapshotId, AssertTableUUID, SetSnapshotRefUpdate
 
 from lifecycle.clock import Clock, to_millis
 from lifecycle.identity import fleet_properties
 from lifecycle.lineage import guard_catalog
-from lifecycle.manifests.execute import manifest_dir
+from lifecycle.manifests.execute import avro_codec, manifest_dir
 from lifecycle.manifests.plan import JOB
 
 _TOTALS = ("total-records", "total-files-size", "total-data-files", "total-delete-files",
@@ -26,7 +27,7 @@ def committed_snapshot(metadata: Any, plan_id: str) -> Snapshot | None:
     plan landed is decided by lifecycle.safety.landed)."""
     for snap in metadata.snapshots:
         if snap.summary is not None and snap.summary.additional_properties.get("lifecycle.plan-id") == plan_id:
-            return snap
+            return snap  # type: ignore[no-any-return]  # `metadata` is any TableMetadata version
     return None
 
 
@@ -39,11 +40,13 @@ def commit_rewrite(catalog: Any, table: Table, clock: Clock, plan_id: str, snaps
     """Write the manifest list (journaled by the caller) and commit; PyIceberg's exceptions propagate."""
     meta = table.metadata
     base = meta.current_snapshot()
+    if base is None:
+        raise ValueError(f"rewrite-manifests {table.name()}: the table has no current snapshot")
     kept = [m for m in base_manifests if m.content != ManifestContent.DATA]
     replaced = len(base_manifests) - len(kept)
-    seq = meta.last_sequence_number + 1
+    seq = meta.next_sequence_number()
     list_path = manifest_list_path(table, plan_id, snapshot_id)
-    compression = meta.properties.get("write.avro.compression-codec", "gzip")
+    compression = avro_codec(meta.properties)
     with write_manifest_list(format_version=meta.format_version, output_file=table.io.new_output(list_path),
                              snapshot_id=snapshot_id, parent_snapshot_id=base.snapshot_id, sequence_number=seq,
                              avro_compression=compression) as writer:
@@ -62,6 +65,7 @@ def commit_rewrite(catalog: Any, table: Table, clock: Clock, plan_id: str, snaps
     requirements = (AssertTableUUID(uuid=meta.table_uuid),
                     AssertRefSnapshotId(ref="main", snapshot_id=base.snapshot_id))
     updates = (AddSnapshotUpdate(snapshot=snap),
-               SetSnapshotRefUpdate(ref_name="main", type="branch", snapshot_id=snapshot_id))
+               SetSnapshotRefUpdate(ref_name="main", type=SnapshotRefType.BRANCH, snapshot_id=snapshot_id,
+                                    max_ref_age_ms=None, max_snapshot_age_ms=None, min_snapshots_to_keep=None))
     guard_catalog(catalog).commit_table(table, requirements, updates)
     return snap

@@ -7,11 +7,14 @@ Each manifest is journaled (`stage-manifest`, pending) before it is created and 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast, get_args
 
+from pyiceberg.avro.codecs import CODEC_MAPPING_ICEBERG_TO_AVRO, AvroCompressionCodec
 from pyiceberg.manifest import ManifestContent, ManifestEntry, ManifestFile, write_manifest
 from pyiceberg.table import Table
 
+from lifecycle.errors import ConfigError
 from lifecycle.faults import crash_point
 from lifecycle.jobs.base import JobContext
 from lifecycle.manifests.plan import JOB, ManifestPlan
@@ -39,6 +42,16 @@ def read_entries(ctx: JobContext, table: Table, manifests: list[ManifestFile]) -
     return dict(by_spec)
 
 
+def avro_codec(properties: Mapping[str, str]) -> AvroCompressionCodec:
+    """The table's `write.avro.compression-codec` for the manifests we write (gzip, PyIceberg's name for deflate,
+    by default); an unknown codec is a configuration error."""
+    name = properties.get("write.avro.compression-codec", "gzip").lower()
+    codec = CODEC_MAPPING_ICEBERG_TO_AVRO.get(name, name)
+    if codec not in get_args(AvroCompressionCodec):
+        raise ConfigError(f"table property write.avro.compression-codec: unknown codec {codec!r}")
+    return cast(AvroCompressionCodec, codec)
+
+
 def manifest_dir(table: Table) -> str:
     return str(table.metadata_location).rsplit("/", 1)[0]
 
@@ -48,7 +61,7 @@ def write_manifests(ctx: JobContext, table: Table, plan: ManifestPlan, plan_id: 
     meta = table.metadata
     specs = meta.specs()
     schema = meta.schema()
-    compression = meta.properties.get("write.avro.compression-codec", "gzip")
+    compression = avro_codec(meta.properties)
     base = manifest_dir(table)
     out: list[ManifestFile] = []
     for spec_id in sorted(entries):
