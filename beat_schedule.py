@@ -182,6 +182,6 @@ def build_schedule(settings: Settings, tables: Sequence[str], clock: Clock | Non
 
 def beat_tables(settings: Settings) -> list[str]:
     """The tables beat schedules: the configured ones, else every table in the default namespace."""
-    from lifecycle.catalog import all_tables, open_catalog
+    from lifecycle.iceberg.catalog import all_tables, open_catalog
 
     return all_tables(open_catalog(settings), settings)

@@ -27,7 +27,7 @@ from pyiceberg.table.update import AddSnapshotUpdate
 
 from lifecycle import log, metrics
 from lifecycle.errors import LineageValidationError
-from lifecycle.reachability import reachable_from
+from lifecycle.iceberg.reachability import reachable_from
 from lifecycle.safety.deletes import TableFiles, delete_files
 from lifecycle.safety.paths import PathSet, is_under, parse
 

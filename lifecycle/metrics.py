@@ -113,7 +113,7 @@ CONTRACT_NAMES = (
 )
 
 # ---- fleet trust (request validation, poison partitions, the reaper) ---------------------------------------
-# `reason` is one of lifecycle.admission.REASONS: never a label taken from a message.
+# `reason` is one of lifecycle.jobs.admission.REASONS: never a label taken from a message.
 MESSAGES_REJECTED = Counter(
     "lifecycle_messages_rejected", "Fleet messages refused by request validation (acknowledged, nothing run)",
     ["reason"],

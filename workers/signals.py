@@ -112,7 +112,9 @@ def _worker_shutting_down(**_: Any) -> None:
 
 
 def _child_init(**_: Any) -> None:
-    from lifecycle import admission, metrics, priority
+    from lifecycle import metrics
+    from lifecycle.fleet import priority
+    from lifecycle.jobs import admission
     from lifecycle.jobs.base import JOB_NAMES
     from workers import tasks
 

@@ -29,7 +29,7 @@ from lifecycle.compaction.mor_index import dangling as find_dangling
 from lifecycle.compaction.mor_index import snapshot_files, unpartitioned_specs
 from lifecycle.compaction.validate import RewriteCheck, WindowCache, conflicts
 from lifecycle.errors import PartitionError
-from lifecycle.partitions import parse_partition, row_filter
+from lifecycle.iceberg.partitions import parse_partition, row_filter
 from lifecycle.safety.commit import DEFAULT_POLICY, RetryPolicy, commit_with_retries
 
 

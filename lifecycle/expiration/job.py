@@ -19,8 +19,8 @@ from lifecycle.expiration.plan import ExpirePlan, plan_expiration
 from lifecycle.expiration.retention import Retention, select_expired
 from lifecycle.expiration.verify import check_refs
 from lifecycle.faults import crash_point
+from lifecycle.iceberg.reachability_cache import cache_for
 from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
-from lifecycle.reachability_cache import cache_for
 from lifecycle.safety.commit import as_commit_error
 from lifecycle.safety.landed import settled
 from lifecycle.safety.paths import PathSet

@@ -24,13 +24,13 @@ from pyiceberg.manifest import (
 from pyiceberg.table.snapshots import Operation, Snapshot, Summary
 from pyiceberg.table.update import AddSnapshotUpdate, AssertRefSnapshotId, SetSnapshotRefUpdate
 
-from lifecycle.datafiles import data_file_from_parquet
+from lifecycle.iceberg.datafiles import data_file_from_parquet
 from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest
+from lifecycle.jobs.runtime import execute
 from lifecycle.lineage import REQUIRED_FIELDS
-from lifecycle.runtime import execute
 from lifecycle.state.models import COMMITTED, REMOVED
 from lifecycle.state.models import DONE as PLAN_DONE
-from lifecycle.synth import ArchiveSpec, build_archive, make_rows, partition_path, synth_lineage, write_file
+from lifecycle_cli.synth import ArchiveSpec, build_archive, make_rows, partition_path, synth_lineage, write_file
 from tests.conftest import cli_env, run_cli, with_table_settings, write_config
 
 IDENT = "archive.sda_observations"

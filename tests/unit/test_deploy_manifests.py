@@ -319,8 +319,8 @@ def test_the_commands_the_manifests_run_exist() -> None:
     import flower  # type: ignore[import-untyped]  # noqa: F401  (provides `celery flower`)
     import redbeat
 
-    import lifecycle.cli  # noqa: F401  (attaches the sub-commands)
-    from lifecycle.cli.common import cli
+    import lifecycle_cli  # noqa: F401  (attaches the sub-commands)
+    from lifecycle_cli.common import cli
     from workers.app import app
 
     assert {q.name for q in app.conf.task_queues} == set(QUEUES)  # the queues the worker Deployments consume
@@ -328,7 +328,7 @@ def test_the_commands_the_manifests_run_exist() -> None:
     db = cli.commands["db"]
     assert isinstance(db, click.Group) and "upgrade" in db.commands
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert pyproject["project"]["scripts"]["lifecycle-cli"] == "lifecycle.cli:main"
+    assert pyproject["project"]["scripts"]["lifecycle-cli"] == "lifecycle_cli:main"
 
 
 def test_the_example_overlay_narrows_egress_to_named_destinations() -> None:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from lifecycle.manifest_lists import _header, _varint, data_blocks
+from lifecycle.iceberg.manifest_lists import _header, _varint, data_blocks
 
 Skip = Callable[[bytes, int], int]
 _DELETED = 2

@@ -19,15 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from lifecycle import log, metrics
-from lifecycle.jobs.specs import lock_kind
+from lifecycle.jobs.specs import lock_kind, scheduled_window_open
 from lifecycle.settings import Settings
 from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.models import JobRun
 from lifecycle.state.runs import FAILED, QUEUED, RUNNING, STOPPED, RunStore
 from lifecycle.state.store import StateStore
-from lifecycle.windows import scheduled_window_open
 
-_log = log.get("lifecycle.reaper")
+_log = log.get("lifecycle.fleet.reaper")
 
 Enqueue = Callable[[JobRun], str]
 
