@@ -41,6 +41,20 @@ class FleetSettings:
     # quarantined (skipped) until an operator releases it or the cool-off passes
     quarantine_after_failures: int = 5
     quarantine_cool_off_hours: int = 24
+    # The broker redelivers an unacknowledged message after the visibility timeout, so every task must finish
+    # (hard time limit) well before it; 0 for a limit: 90 % (hard) and 80 % (soft) of the timeout.
+    visibility_timeout_seconds: float = 21_600.0
+    task_time_limit_seconds: float = 0.0
+    task_soft_time_limit_seconds: float = 0.0
+    run_heartbeat_seconds: float = 15.0     # how often a running job refreshes its run's heartbeat
+    run_stale_seconds: float = 300.0        # a run silent this long, its lock free, is re-sent by the reaper
+
+    def task_limits(self) -> tuple[float, float, float]:
+        """(soft, hard, visibility timeout) in seconds; unset limits are 80 % and 90 % of the timeout."""
+        visibility = self.visibility_timeout_seconds
+        hard = self.task_time_limit_seconds or visibility * 0.9
+        soft = self.task_soft_time_limit_seconds or min(visibility * 0.8, hard * 0.9)
+        return soft, hard, visibility
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,7 @@ class OrphanSettings:
     # URI schemes treated as the same store when comparing listed files with the live set (e.g.
     # ["s3", "s3a", "s3n"]); empty: a scheme mismatch is an error (the safe default).
     equivalent_schemes: tuple[str, ...] = ()
+    delete_batch_size: int = 1000           # journal rows deleted per batch (one checkpoint per batch)
 
 
 @dataclass(frozen=True)
@@ -143,11 +158,55 @@ _SECTIONS: dict[str, type] = {
     "defaults": TableSettings,
 }
 
-_ENV_OVERRIDES = {
+# Every LIFECYCLE_* environment variable, declared here and documented in docs/configuration.md (a test checks
+# both, and that no other module reads a variable that overrides a key). A variable that overrides a key wins
+# over the file when set and not empty, parsed as the key's type ("VARIABLE: expected ..." otherwise).
+ENV_OVERRIDES: dict[tuple[str, str], str] = {
     ("state", "database_url"): "LIFECYCLE_DATABASE_URL",
     ("fleet", "broker_url"): "LIFECYCLE_BROKER_URL",
     ("fleet", "redis_url"): "LIFECYCLE_REDIS_URL",
+    ("fleet", "metrics_port"): "LIFECYCLE_METRICS_PORT",
+    ("fleet", "visibility_timeout_seconds"): "LIFECYCLE_VISIBILITY_TIMEOUT",
+    ("fleet", "task_time_limit_seconds"): "LIFECYCLE_TASK_TIME_LIMIT",
+    ("fleet", "task_soft_time_limit_seconds"): "LIFECYCLE_TASK_SOFT_TIME_LIMIT",
+    ("fleet", "run_heartbeat_seconds"): "LIFECYCLE_RUN_HEARTBEAT_SECONDS",
+    ("fleet", "run_stale_seconds"): "LIFECYCLE_RUN_STALE_SECONDS",
+    ("orphans", "delete_batch_size"): "LIFECYCLE_ORPHAN_BATCH_SIZE",
 }
+# Variables with no key: the identity, secret or wiring of one process (a pod, a CLI run), read where used.
+PROCESS_ENV: dict[str, str] = {
+    "LIFECYCLE_CONFIG": "which configuration file is read",
+    "LIFECYCLE_FLEET_SECRET": "the fleet secret (lifecycle/fleet/signing.py); never in the file",
+    "LIFECYCLE_WORKER_ID": "the name recorded in job_runs.worker",
+    "LIFECYCLE_COMMIT_HASH": "the VCS hash of the install, in the lineage fields of the fleet's commits",
+    "LIFECYCLE_COMPACTION_THREADS": "output files a compaction writes at once (this pod's CPUs)",
+    "LIFECYCLE_NICE": "CPU niceness of the worker pool children",
+    "LIFECYCLE_IONICE_IDLE": "1: idle IO class for the worker pool children",
+    "LIFECYCLE_LOG_LEVEL": "level of the workers' JSON log events",
+    "LIFECYCLE_METRICS_ADDR": "address the worker's /metrics listens on",
+    "LIFECYCLE_HEARTBEAT_FILE": "the liveness file the probe checks (the manifests' probe reads it too)",
+    "LIFECYCLE_HEARTBEAT_SECONDS": "how often the liveness file is touched",
+    "LIFECYCLE_SHUTDOWN_FILE": "the warm-shutdown marker the worker hands to its pool children",
+    "LIFECYCLE_FAKE_NOW": "tests and the demo: this process's clock starts at this time",
+    "LIFECYCLE_CRASH_AT": "tests: SIGKILL this process at a named crash point",
+    "LIFECYCLE_DEBUG": "the CLI shows a traceback instead of the one-line error",
+    "LIFECYCLE_DEMO_JOB_TIMEOUT": "seconds the demo waits for a job's runs",
+}
+
+
+def _from_env(var: str, raw: str, default: Any) -> Any:
+    """An override's text as the type of the key's default."""
+    try:
+        if isinstance(default, bool):
+            raise ValueError
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise ConfigError(f"{var}: expected {kind}, got {raw!r}") from None
+    return raw
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
@@ -203,6 +262,19 @@ def _validate_table(prefix: str, t: TableSettings) -> None:
         raise ConfigError(f"{prefix}.orphan_min_age_days: must be at least 1 (the floor), got {t.orphan_min_age_days}")
 
 
+def _validate_fleet_timing(f: FleetSettings) -> None:
+    for key in ("run_heartbeat_seconds", "run_stale_seconds", "visibility_timeout_seconds"):
+        if getattr(f, key) <= 0:
+            raise ConfigError(f"fleet.{key}: must be positive, got {getattr(f, key)}")
+    if f.run_stale_seconds <= f.run_heartbeat_seconds:
+        raise ConfigError(f"fleet.run_stale_seconds: must exceed fleet.run_heartbeat_seconds"
+                          f" ({f.run_heartbeat_seconds}), got {f.run_stale_seconds}")
+    soft, hard, visibility = f.task_limits()
+    if not 0 < soft < hard < visibility:
+        raise ConfigError("fleet.task_time_limit_seconds: task time limits must satisfy soft < hard < visibility"
+                          f" timeout, got {soft} / {hard} / {visibility}")
+
+
 def _validate(s: Settings) -> None:
     share = s.bandwidth.lifecycle_share
     if not 0 < share <= 1:
@@ -218,6 +290,9 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"fleet.{key}: must be at least 1, got {getattr(s.fleet, key)}")
     if s.state.history_retention_days < 1:
         raise ConfigError(f"state.history_retention_days: must be at least 1, got {s.state.history_retention_days}")
+    _validate_fleet_timing(s.fleet)
+    if s.orphans.delete_batch_size < 1:
+        raise ConfigError(f"orphans.delete_batch_size: must be at least 1, got {s.orphans.delete_batch_size}")
     if s.compaction.commit_batch_max_groups < 1:
         raise ConfigError("compaction.commit_batch_max_groups: must be at least 1,"
                           f" got {s.compaction.commit_batch_max_groups}")
@@ -251,12 +326,20 @@ def from_mapping(raw: dict[str, Any], source: str = "<mapping>", env: dict[str, 
         if "." not in name:
             raise ConfigError(f'tables."{name}": table names are "namespace.table"')
         tables[name] = _build(f'tables."{name}"', TableSettings, override, base=defaults)
-    for (section, key), var in _ENV_OVERRIDES.items():
+    overridden: dict[str, str] = {}
+    for (section, key), var in ENV_OVERRIDES.items():
         if env.get(var):
             base = sections.get(section, _SECTIONS[section]())
-            sections[section] = dataclasses.replace(base, **{key: env[var]})
+            sections[section] = dataclasses.replace(base, **{key: _from_env(var, env[var], getattr(base, key))})
+            overridden[f"{section}.{key}"] = var
     settings = Settings(**sections, tables=tables, source=source)
-    _validate(settings)
+    try:
+        _validate(settings)
+    except ConfigError as exc:   # name the variable when the bad value came from one
+        named = next((v for k, v in overridden.items() if str(exc).startswith(f"{k}:")), None)
+        if named is None:
+            raise
+        raise ConfigError(f"{named}: {exc}") from None
     return settings
 
 

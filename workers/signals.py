@@ -8,7 +8,7 @@
 - (workers/app.py, worker main process, before any metric is made and the pool forks):
   PROMETHEUS_MULTIPROC_DIR is set (default: a private new folder under the temp folder) and emptied; see
   workers/metrics_dir.py.
-- `worker_ready`: the main process serves `/metrics` on `fleet.metrics_port` (LIFECYCLE_METRICS_PORT wins),
+- `worker_ready`: the main process serves `/metrics` on `fleet.metrics_port` (LIFECYCLE_METRICS_PORT overrides it),
   aggregating every child; a thread touches LIFECYCLE_HEARTBEAT_FILE every ~15 s for the liveness probe.
 - `worker_shutting_down` (main) touches a marker file that every child watches (`worker_process_init`):
   running jobs stop cleanly at their next checkpoint and the message is requeued for another worker.
@@ -39,9 +39,6 @@ HEARTBEAT_SECONDS = 15.0
 
 
 def metrics_port() -> int:
-    raw = os.environ.get("LIFECYCLE_METRICS_PORT")
-    if raw:
-        return int(raw)
     from workers.app import settings
 
     return settings.fleet.metrics_port

@@ -5,7 +5,6 @@ Called by the Celery tasks; never imports celery.
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 
 from lifecycle import log, metrics
@@ -22,10 +21,6 @@ _log = log.get("lifecycle.fleet.execution")
 
 ALREADY_FINISHED = "already-finished"   # a redelivery of a run that already ended: acknowledged, nothing done
 ATTEMPTS_EXHAUSTED = "attempts-exhausted"
-
-
-def heartbeat_seconds() -> float:
-    return float(os.environ.get("LIFECYCLE_RUN_HEARTBEAT_SECONDS", "15"))
 
 
 def message_run_id(job: str, table: str, partition: str | None, message_id: str) -> str:
@@ -109,7 +104,7 @@ def run_fleet_job(ctx: JobContext, req: JobRequest) -> JobResult:
         return JobResult(req.job, req.table, req.partition, NOTHING_TO_DO,
                          detail=[f"outside its window at {ctx.clock.now():%H:%M} UTC; the next tick continues"])
     try:
-        with _Heartbeat(runs, req.run_id, heartbeat_seconds()):
+        with _Heartbeat(runs, req.run_id, ctx.settings.fleet.run_heartbeat_seconds):
             return execute(job_ctx, req, attempts=attempts)
     except StaleStateError:
         after = runs.get(req.run_id)

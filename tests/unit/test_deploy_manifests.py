@@ -136,8 +136,8 @@ def test_schema_validation_catches_a_broken_manifest() -> None:
 def test_one_worker_per_queue_with_drain_heartbeat_liveness_and_grace_above_the_time_limit(target: str) -> None:
     docs = render(target)
     env = env_of(docs)
-    visibility, soft, hard = time_limits(env)
-    assert (visibility, soft, hard) != time_limits({}), "lifecycle-env must set the task time limits"
+    visibility, soft, hard = time_limits(from_mapping({}, env=env))
+    assert (visibility, soft, hard) != time_limits(from_mapping({}, env={})), "lifecycle-env must set the task limits"
     workers = {n: d for n, d in by_kind(docs, "Deployment").items() if n.startswith("lifecycle-worker-")}
     assert sorted(workers) == sorted(f"lifecycle-worker-{q}" for q in QUEUES)
     for queue in QUEUES:
