@@ -26,7 +26,7 @@ KINDS = ("every", "daily", "weekly", "monthly")
 _MAX_CHECK = 300.0
 
 
-class WindowedSchedule(schedule):  # type: ignore[misc]
+class WindowedSchedule(schedule):  # type: ignore[misc]  # celery ships no types: its base is Any
     """A cadence (`every` N seconds, or once per day/week/month at `offset` into the period) gated by windows.
 
     `allowed`: emit only inside these UTC windows (a daily job then runs once per window occurrence, at

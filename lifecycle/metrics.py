@@ -33,7 +33,7 @@ def multiprocess_values(env: dict[str, str] | None = None) -> bool:
             folder = ""
     if folder:
         if values.ValueClass is values.MutexValue:
-            values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+            values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]  # prometheus_client is untyped
         return True
     values.ValueClass = values.MutexValue
     return False

@@ -34,7 +34,7 @@ def enqueue(ctx: click.Context, job: str, table: str | None, partition: str | No
         raise click.UsageError("--partition needs --table")
     catalog = open_catalog(settings)
     # validate_request needs only the settings and the catalog of a context: nothing else is opened here.
-    probe = JobContext(settings=settings, catalog=catalog, store=None, clock=None, limiter=None,  # type: ignore[arg-type]
+    probe = JobContext(settings=settings, catalog=catalog, store=None, clock=None, limiter=None,  # type: ignore[arg-type]  # see above
                        db_url="")
     names = [table] if table else all_tables(catalog, settings)
     requests = [validate_request(probe, job, name, partition) for name in names]  # all valid before sending

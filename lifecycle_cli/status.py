@@ -71,7 +71,7 @@ def gather(settings: Settings, identifier: str | None) -> dict[str, Any]:
         finally:
             store.close()
     try:
-        from lifecycle.fleet.queues import queue_depths  # type: ignore[import-not-found,unused-ignore]
+        from lifecycle.fleet.queues import queue_depths
     except ImportError:
         pass
     else:

@@ -49,7 +49,7 @@ def serve_metrics(port: int) -> Any:
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client is untyped
     return start_http_server(port, addr=os.environ.get("LIFECYCLE_METRICS_ADDR", "0.0.0.0"), registry=registry)
 
 
@@ -148,7 +148,7 @@ def _child_exit(pid: int | None = None, **_: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
+        multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]  # untyped library
 
 
 def worker_log_level(celery_level: int | str | None, env: dict[str, str] | None = None) -> str:

@@ -41,7 +41,7 @@ def _compile(t: Any, names: dict[str, Any]) -> Skip:
         return union
     if isinstance(t, str):
         if t in names:
-            return names[t]  # type: ignore[no-any-return]
+            return names[t]  # type: ignore[no-any-return]  # a named type's reader, bound above
         return _PRIMITIVE[t]
     kind = t["type"]
     if kind == "record":
