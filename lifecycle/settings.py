@@ -13,15 +13,24 @@ from lifecycle.errors import ConfigError
 from lifecycle.windows import Window, parse_window
 
 
+def _env(var: str, default: Any) -> Any:
+    """A key the environment variable `var` overrides, declared on the field itself (ENV_OVERRIDES below)."""
+    return field(default=default, metadata={"env": var})
+
+
 @dataclass(frozen=True)
 class CatalogSettings:
+    """`[catalog]`: which PyIceberg catalog, and the namespace of unqualified table names."""
+
     name: str = "archive"
     default_namespace: str = "archive"
 
 
 @dataclass(frozen=True)
 class StateSettings:
-    database_url: str = ""
+    """`[state]`: the state database and the local data folder."""
+
+    database_url: str = _env("LIFECYCLE_DATABASE_URL", "")
     data_dir: str = "lifecycle-data"  # the embedded default's local folder
     # finished job runs, finished plans and their journal rows older than this are pruned by the reaper
     history_retention_days: int = 90
@@ -29,9 +38,11 @@ class StateSettings:
 
 @dataclass(frozen=True)
 class FleetSettings:
-    broker_url: str = ""
-    redis_url: str = ""
-    metrics_port: int = 9808
+    """`[fleet]`: the broker, Redis, metrics and the timing every process of the fleet must agree on."""
+
+    broker_url: str = _env("LIFECYCLE_BROKER_URL", "")
+    redis_url: str = _env("LIFECYCLE_REDIS_URL", "")
+    metrics_port: int = _env("LIFECYCLE_METRICS_PORT", 9808)
     # The largest clock difference between hosts the safety rules tolerate: a writer's heartbeat stamped by
     # its own clock, or a purge row's eligibility stamped by another worker, is judged with this margin, so
     # a host this far behind never loses a protection and a host this far ahead never deletes early. Quiet
@@ -43,11 +54,13 @@ class FleetSettings:
     quarantine_cool_off_hours: int = 24
     # The broker redelivers an unacknowledged message after the visibility timeout, so every task must finish
     # (hard time limit) well before it; 0 for a limit: 90 % (hard) and 80 % (soft) of the timeout.
-    visibility_timeout_seconds: float = 21_600.0
-    task_time_limit_seconds: float = 0.0
-    task_soft_time_limit_seconds: float = 0.0
-    run_heartbeat_seconds: float = 15.0     # how often a running job refreshes its run's heartbeat
-    run_stale_seconds: float = 300.0        # a run silent this long, its lock free, is re-sent by the reaper
+    visibility_timeout_seconds: float = _env("LIFECYCLE_VISIBILITY_TIMEOUT", 21_600.0)
+    task_time_limit_seconds: float = _env("LIFECYCLE_TASK_TIME_LIMIT", 0.0)
+    task_soft_time_limit_seconds: float = _env("LIFECYCLE_TASK_SOFT_TIME_LIMIT", 0.0)
+    # how often a running job refreshes its run's heartbeat; a run silent for run_stale_seconds, its lock
+    # free, is re-sent by the reaper
+    run_heartbeat_seconds: float = _env("LIFECYCLE_RUN_HEARTBEAT_SECONDS", 15.0)
+    run_stale_seconds: float = _env("LIFECYCLE_RUN_STALE_SECONDS", 300.0)
 
     def task_limits(self) -> tuple[float, float, float]:
         """(soft, hard, visibility timeout) in seconds; unset limits are 80 % and 90 % of the timeout."""
@@ -59,6 +72,8 @@ class FleetSettings:
 
 @dataclass(frozen=True)
 class BandwidthSettings:
+    """`[bandwidth]`: the object store's capacity and the share the fleet may use."""
+
     object_store_bytes_per_second: int = 1_000_000_000
     lifecycle_share: float = 0.30
 
@@ -69,6 +84,8 @@ class BandwidthSettings:
 
 @dataclass(frozen=True)
 class WindowSettings:
+    """`[windows]`: quiet windows (UTC)."""
+
     compaction_paused: tuple[str, ...] = ("09:00-17:00",)
     expiration_allowed: tuple[str, ...] = ("00:00-06:00",)
 
@@ -81,36 +98,59 @@ class WindowSettings:
 
 @dataclass(frozen=True)
 class ColdTierSettings:
+    """`[cold_tier]`: where purge copies files before deleting them."""
+
     uri: str = ""
     storage_class: str = "GLACIER_IR"
+
+    def location(self, data_dir: Path) -> str:
+        """`uri`, or the embedded default's folder `<data_dir>/cold`."""
+        return self.uri or str(data_dir / "cold")
 
 
 @dataclass(frozen=True)
 class OrphanSettings:
+    """`[orphans]`: clean-orphans."""
+
     # URI schemes treated as the same store when comparing listed files with the live set (e.g.
     # ["s3", "s3a", "s3n"]); empty: a scheme mismatch is an error (the safe default).
     equivalent_schemes: tuple[str, ...] = ()
-    delete_batch_size: int = 1000           # journal rows deleted per batch (one checkpoint per batch)
+    # journal rows deleted per batch (one checkpoint per batch)
+    delete_batch_size: int = _env("LIFECYCLE_ORPHAN_BATCH_SIZE", 1000)
 
 
 @dataclass(frozen=True)
 class CompactionSettings:
+    """`[compaction]`: the batched per-table commit."""
+
     commit_batch_max_groups: int = 50       # groups committed together in one replace snapshot at most
     commit_linger_seconds: float = 5.0      # a committer waits this long for sibling groups still rewriting
 
 
 @dataclass(frozen=True)
 class TableSettings:
+    """`[defaults]` and each `[tables."ns.table"]` (docs/configuration.md has the validation of each)."""
+
     small_file_bytes: int = 33_554_432
+    """a data file below this is small (compaction's input)"""
     min_small_files: int = 50
+    """a partition with at least this many small files is compacted"""
     target_file_bytes: int = 134_217_728
+    """the size compaction writes"""
     retention_days: int = 30
+    """snapshots older than this expire (refs and min_snapshots_to_keep permitting)"""
     min_snapshots_to_keep: int = 1
+    """the newest snapshots of each branch kept whatever their age"""
     purge_delay_hours: int = 24
+    """expire's files are purged no earlier than this after its commit"""
     orphan_min_age_days: int = 7
+    """clean-orphans never deletes a file younger than this (7 is the floor)"""
     writer_heartbeat_ttl_seconds: int = 300
+    """a writer whose heartbeat is older than this is no longer active"""
     manifest_target_bytes: int = 8_388_608
+    """rewrite-manifests writes manifests of about this size"""
     metadata_log_max: int = 100
+    """compact-schema-history keeps this many entries of the metadata log"""
 
 
 @dataclass(frozen=True)
@@ -136,7 +176,7 @@ class Settings:
 
     @property
     def cold_tier_uri(self) -> str:
-        return self.cold_tier.uri or str(self.data_dir / "cold")
+        return self.cold_tier.location(self.data_dir)
 
     @property
     def embedded_state(self) -> bool:
@@ -158,20 +198,12 @@ _SECTIONS: dict[str, type] = {
     "defaults": TableSettings,
 }
 
-# Every LIFECYCLE_* environment variable, declared here and documented in docs/configuration.md (a test checks
+# Every LIFECYCLE_* environment variable, declared in this module and documented in docs/configuration.md (a test checks
 # both, and that no other module reads a variable that overrides a key). A variable that overrides a key wins
 # over the file when set and not empty, parsed as the key's type ("VARIABLE: expected ..." otherwise).
 ENV_OVERRIDES: dict[tuple[str, str], str] = {
-    ("state", "database_url"): "LIFECYCLE_DATABASE_URL",
-    ("fleet", "broker_url"): "LIFECYCLE_BROKER_URL",
-    ("fleet", "redis_url"): "LIFECYCLE_REDIS_URL",
-    ("fleet", "metrics_port"): "LIFECYCLE_METRICS_PORT",
-    ("fleet", "visibility_timeout_seconds"): "LIFECYCLE_VISIBILITY_TIMEOUT",
-    ("fleet", "task_time_limit_seconds"): "LIFECYCLE_TASK_TIME_LIMIT",
-    ("fleet", "task_soft_time_limit_seconds"): "LIFECYCLE_TASK_SOFT_TIME_LIMIT",
-    ("fleet", "run_heartbeat_seconds"): "LIFECYCLE_RUN_HEARTBEAT_SECONDS",
-    ("fleet", "run_stale_seconds"): "LIFECYCLE_RUN_STALE_SECONDS",
-    ("orphans", "delete_batch_size"): "LIFECYCLE_ORPHAN_BATCH_SIZE",
+    (section, f.name): f.metadata["env"]
+    for section, cls in _SECTIONS.items() for f in dataclasses.fields(cls) if "env" in f.metadata
 }
 # Variables with no key: the identity, secret or wiring of one process (a pod, a CLI run), read where used.
 PROCESS_ENV: dict[str, str] = {
