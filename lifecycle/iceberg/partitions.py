@@ -63,26 +63,32 @@ def values_of(record: Record | tuple[Any, ...] | None) -> tuple[Any, ...]:
     return tuple(record[i] for i in range(len(record)))
 
 
-# PyIceberg's predicates take (term, literal) in their own __init__; the pydantic plugin types them by their
-# model fields instead, so each is built in one place with the one justified ignore.
+def _predicate(cls: Any, *args: Any) -> BooleanExpression:
+    """PyIceberg's predicates take (term[, literal]) in their own __init__, but the pydantic plugin types them by
+    their model fields; they are called untyped here, in this one place, instead of with ignores whose need
+    depends on the plugin's version."""
+    built: BooleanExpression = cls(*args)
+    return built
+
+
 def _eq(column: str, value: Any) -> BooleanExpression:
-    return EqualTo(column, value)  # type: ignore[call-arg]  # PyIceberg's __init__(term, literal)
+    return _predicate(EqualTo, column, value)
 
 
 def _ge(column: str, value: Any) -> BooleanExpression:
-    return GreaterThanOrEqual(column, value)  # type: ignore[call-arg]  # PyIceberg's __init__(term, literal)
+    return _predicate(GreaterThanOrEqual, column, value)
 
 
 def _lt(column: str, value: Any) -> BooleanExpression:
-    return LessThan(column, value)  # type: ignore[call-arg]  # PyIceberg's __init__(term, literal)
+    return _predicate(LessThan, column, value)
 
 
 def _starts(column: str, value: Any) -> BooleanExpression:
-    return StartsWith(column, value)  # type: ignore[call-arg]  # PyIceberg's __init__(term, literal)
+    return _predicate(StartsWith, column, value)
 
 
 def _is_null(column: str) -> BooleanExpression:
-    return IsNull(column)  # type: ignore[call-arg,misc]  # PyIceberg's __init__(term)
+    return _predicate(IsNull, column)
 
 
 @dataclass(frozen=True)
