@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pyiceberg.table import Table
 
 from lifecycle import metrics
-from lifecycle.compaction.committer import await_outcome, batch_settings
+from lifecycle.compaction.commit_turn import await_outcome, batch_settings
 from lifecycle.compaction.execute import RESUME, Tally, record_resume, recover, stage_group
 from lifecycle.compaction.planner import PartitionPlan, TablePlan, Thresholds, plan_partition, plan_table
 from lifecycle.compaction.rewrite import compaction_threads
@@ -69,7 +69,7 @@ def _settle(ctx: JobContext, req: JobRequest, plan_ids: list[str], tally: Tally)
     """Wait for the batched commit of these groups and count what became of them."""
     if not plan_ids:
         return
-    states = await_outcome(ctx, req.table, plan_ids, batch_settings(ctx))
+    states = await_outcome(ctx, req.table, plan_ids, batch_settings(ctx), req.run_id)
     for plan_id, state in states.items():
         plan = ctx.store.plan(plan_id)
         group = plan.payload.get("group", {}) if plan is not None else {}
