@@ -105,6 +105,15 @@ def reclaim(ctx: JobContext, identifier: str) -> int:
     return count
 
 
+def reclaim_if_free(ctx: JobContext, identifier: str) -> int:
+    """Before a run recovers its partition: reclaim a dead holder's groups if nobody holds the commit lock
+    (so that recovery finds them ready or done, and never abandons a group that may still commit)."""
+    if not ctx.store.plans_in_states(JOB, identifier, [COMMITTING, COMMITTED], limit=1):
+        return 0
+    with AdvisoryLock(ctx.db_url, COMMIT_LOCK_KIND, identifier) as lock:
+        return reclaim(ctx, identifier) if lock.acquired else 0
+
+
 def commit_ready(ctx: JobContext, identifier: str, lock: AdvisoryLock, batch: BatchSettings,
                  plan_ids: Sequence[str] = (), run_id: str | None = None) -> int:
     """Holder of the commit lock: reclaim what a dead holder left, then commit ready groups batch by batch

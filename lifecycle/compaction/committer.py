@@ -137,6 +137,7 @@ def commit_batch(ctx: JobContext, identifier: str, plans: Sequence[Plan], lock: 
         plan = ctx.store.transition_plan(key, COMMITTING, COMMITTED, {"snapshot_id": result.snapshot_id,
                                                                       "delete_files_removed": removed[key]})
         finish(ctx, plan, identifier)
+        crash_point("compact.batch-finishing")   # some groups of the landed batch done, others not yet
     for key, reason in result.dropped.items():
         _drop(ctx, identifier, by_id[key], reason, live)
     if result.snapshot_id is not None:

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pyiceberg.table import Table
 
 from lifecycle import metrics
-from lifecycle.compaction.commit_turn import await_outcome, batch_settings
+from lifecycle.compaction.commit_turn import await_outcome, batch_settings, reclaim_if_free
 from lifecycle.compaction.execute import RESUME, Tally, record_resume, recover, stage_group
 from lifecycle.compaction.planner import PartitionPlan, TablePlan, Thresholds, plan_partition, plan_table
 from lifecycle.compaction.rewrite import compaction_threads
@@ -90,6 +90,8 @@ def _settle(ctx: JobContext, req: JobRequest, plan_ids: list[str], tally: Tally)
 
 def _partition(ctx: JobContext, req: JobRequest, table: Table, partition: str, thresholds: Thresholds,
                tally: Tally, lock: AdvisoryLock | None, live: LiveSets) -> None:
+    if reclaim_if_free(ctx, req.table):
+        tally.add("recovered_reclaimed")
     resume = recover(ctx, table, req.table, partition, tally, live)
     waiting = [p.plan_id for p in ctx.store.open_plans(JOB, req.table, partition)
                if p.state == READY and RESUME not in p.payload]
