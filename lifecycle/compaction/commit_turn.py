@@ -81,37 +81,39 @@ def _linger(ctx: JobContext, identifier: str, batch: BatchSettings, lock: Adviso
         time.sleep(batch.poll_seconds)
 
 
-def reclaim(ctx: JobContext, identifier: str) -> int:
+def reclaim(ctx: JobContext, identifier: str) -> dict[str, int]:
     """Holder of the commit lock: plans a dead holder left `committing`/`committed` (nobody else can be
     committing them now) are decided from the table: landed -> done; did not land -> `ready` again, to be
-    committed in the next batch (validated from their base as always). Returns how many were reclaimed."""
+    committed in the next batch (validated from their base as always). Returns {"recovered_committed": n,
+    "recovered_ready": m} (the names recovery's counts use)."""
     orphans = ctx.store.plans_in_states(JOB, identifier, [COMMITTING, COMMITTED])
+    counts: dict[str, int] = {}
     if not orphans:
-        return 0
-    table, live, count = ctx.catalog.load_table(identifier), LiveSets(), 0
+        return counts
+    table, live = ctx.catalog.load_table(identifier), LiveSets()
     for plan in orphans:
         if plan.state == COMMITTING and not settled(ctx.catalog, plan.updated_at, ctx.clock.now()):
             continue      # (a catalog whose request may still apply: left to the recovery grace)
         staged = [e.path for e in ctx.store.entries(plan_id=plan.plan_id, kind=STAGE)]
         if plan.state == COMMITTED or landed(table, staged, live, ctx.schemes()):
             finish(ctx, plan, identifier)
-            outcome = "landed"
+            outcome = "recovered_committed"
         else:
             ctx.store.transition_plan(plan.plan_id, COMMITTING, READY)
-            outcome = "ready"
-        count += 1
+            outcome = "recovered_ready"
+        counts[outcome] = counts.get(outcome, 0) + 1
         _log.event("compact.group_reclaimed", table=identifier, partition=plan.partition, plan_id=plan.plan_id,
                    outcome=outcome)
-    return count
+    return counts
 
 
-def reclaim_if_free(ctx: JobContext, identifier: str) -> int:
+def reclaim_if_free(ctx: JobContext, identifier: str) -> dict[str, int]:
     """Before a run recovers its partition: reclaim a dead holder's groups if nobody holds the commit lock
     (so that recovery finds them ready or done, and never abandons a group that may still commit)."""
     if not ctx.store.plans_in_states(JOB, identifier, [COMMITTING, COMMITTED], limit=1):
-        return 0
+        return {}
     with AdvisoryLock(ctx.db_url, COMMIT_LOCK_KIND, identifier) as lock:
-        return reclaim(ctx, identifier) if lock.acquired else 0
+        return reclaim(ctx, identifier) if lock.acquired else {}
 
 
 def commit_ready(ctx: JobContext, identifier: str, lock: AdvisoryLock, batch: BatchSettings,

@@ -90,8 +90,9 @@ def _settle(ctx: JobContext, req: JobRequest, plan_ids: list[str], tally: Tally)
 
 def _partition(ctx: JobContext, req: JobRequest, table: Table, partition: str, thresholds: Thresholds,
                tally: Tally, lock: AdvisoryLock | None, live: LiveSets) -> None:
-    if reclaim_if_free(ctx, req.table):
-        tally.add("recovered_reclaimed")
+    reclaimed = reclaim_if_free(ctx, req.table)     # (its groups made ready again are counted by recover)
+    if reclaimed.get("recovered_committed"):
+        tally.add("recovered_committed", reclaimed["recovered_committed"])
     resume = recover(ctx, table, req.table, partition, tally, live)
     waiting = [p.plan_id for p in ctx.store.open_plans(JOB, req.table, partition)
                if p.state == READY and RESUME not in p.payload]
