@@ -79,6 +79,15 @@ def _drop(ctx: JobContext, identifier: str, plan: Plan, reason: str, live: LiveS
         abandon(ctx, table, plan, COMMITTING, reason)
 
 
+def _metadata_size(ctx: JobContext, identifier: str) -> None:
+    """The size of the metadata file the commit wrote (each snapshot makes it list one more snapshot)."""
+    try:
+        table = ctx.catalog.load_table(identifier)
+        metrics.TABLE_METADATA_BYTES.labels(identifier).set(len(table.io.new_input(table.metadata_location)))
+    except OSError as exc:   # a gauge only: never fails a commit that landed
+        _log.warning("compact.metadata_size_unknown", table=identifier, error=str(exc)[:200])
+
+
 def _group(ctx: JobContext, table: Table, plan: Plan) -> GroupCommit:
     group = FileGroup.from_dict(plan.payload["group"])
     sort_order_id = plan.payload.get("sort_order_id")
@@ -142,6 +151,7 @@ def commit_batch(ctx: JobContext, identifier: str, plans: Sequence[Plan], lock: 
         _drop(ctx, identifier, by_id[key], reason, live)
     if result.snapshot_id is not None:
         metrics.COMPACTION_COMMITS.labels(identifier).inc()
+        _metadata_size(ctx, identifier)
     _log.event("compact.batch_committed", table=identifier, snapshot_id=result.snapshot_id,
                committed=len(result.committed), dropped=len(result.dropped), attempts=result.attempts,
                delete_files_removed=len(result.removed_deletes))

@@ -111,3 +111,5 @@ def test_twelve_partitions_on_six_processes_all_compact_from_one_enqueue_in_batc
     text = worker.metrics()
     assert sample(text, "lifecycle_compaction_groups_total", table=TABLE, outcome="abandoned") in (None, 0.0)
     assert sample(text, "lifecycle_compaction_commits_total", table=TABLE) == len(compactions)
+    metadata = Path(table.metadata_location.removeprefix("file://"))
+    assert sample(text, "lifecycle_table_metadata_bytes", table=TABLE) == metadata.stat().st_size
