@@ -135,10 +135,16 @@ def main() -> None:
         if out.returncode != 0:
             raise SystemExit(f"enqueue failed: {out.stderr.strip()}")
         deadline = time.monotonic() + args.timeout
+        last_change, seen = time.monotonic(), ""
         while True:
             runs = _runs(db_url)
             if len(runs) >= args.partitions and all(x["state"] in ("done", "failed") for x in runs):
                 break
+            if repr(sorted((x["partition"], x["state"]) for x in runs)) != seen:
+                seen, last_change = repr(sorted((x["partition"], x["state"]) for x in runs)), time.monotonic()
+            drained = all(r.llen(q) == 0 for q in QUEUES.split(",")) and r.hlen("unacked") == 0
+            if drained and time.monotonic() - last_change > 30:   # a run whose state connection was cut stays
+                break                                             # `running` until the reaper: not waited for
             if time.monotonic() > deadline:
                 raise SystemExit(f"timed out: {len(runs)} runs, see {work / 'worker.log'}")
             time.sleep(0.5)
@@ -157,7 +163,8 @@ def main() -> None:
     compacted = sum(1 for n in files.values() if n == 1)
     abandoned = sum(int((x["counts"] or {}).get("groups_abandoned", 0)) for x in runs)
     committed = sum(int((x["counts"] or {}).get("groups_committed", 0)) for x in runs)
-    failed = sum(1 for x in runs if x["state"] != "done")
+    failed = sum(1 for x in runs if x["state"] == "failed")
+    stuck = sum(1 for x in runs if x["state"] not in ("done", "failed"))
     retries = _metric(metrics, "lifecycle_commit_retries_total")
     rows_ok = table.scan().to_arrow().num_rows == rows_before
     effective = min(args.batch, args.workers)
@@ -165,7 +172,8 @@ def main() -> None:
           f" worker: -c {args.workers}; batch {args.batch}, linger {args.linger} s")
     print(f"elapsed (enqueue -> every run finished): {elapsed:.1f} s")
     print(f"partitions compacted: {compacted}/{args.partitions}"
-          f" ({compacted / (elapsed / 60):.1f} partitions/min); runs failed: {failed}; rows exact: {rows_ok}")
+          f" ({compacted / (elapsed / 60):.1f} partitions/min); runs failed: {failed}, left running: {stuck};"
+          f" rows exact: {rows_ok}")
     print(f"groups committed: {committed}; groups abandoned: {abandoned}")
     print(f"snapshots created: {len(compactions)} (bound ceil(P / min(batch, W)) ="
           f" {math.ceil(args.partitions / effective)}; other snapshots: {len(new) - len(compactions)})")
