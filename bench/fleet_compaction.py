@@ -55,8 +55,9 @@ def _config(work: Path, db_url: str, broker: str, batch: int, linger: float) -> 
 
 
 def _metric(text: str, name: str) -> float:
+    """Sum of the samples of `name` (or of the one sample `name{labels}` when labels are given)."""
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.split(" ")[0] == name)
+               if line.split(" ")[0] == name or ("{" not in name and line.startswith(name + "{")))
 
 
 def _runs(db_url: str) -> list[dict[str, Any]]:
@@ -177,7 +178,10 @@ def main() -> None:
     print(f"groups committed: {committed}; groups abandoned: {abandoned}")
     print(f"snapshots created: {len(compactions)} (bound ceil(P / min(batch, W)) ="
           f" {math.ceil(args.partitions / effective)}; other snapshots: {len(new) - len(compactions)})")
-    print(f"commit retries: {retries:.0f}")
+    commit_s = _metric(metrics, 'lifecycle_commit_duration_seconds_sum{job="compact"}')
+    commit_n = _metric(metrics, 'lifecycle_commit_duration_seconds_count{job="compact"}')
+    print(f"commit retries: {retries:.0f}; commit time: {commit_s:.1f} s in {commit_n:.0f} commits"
+          f" ({commit_s / max(commit_n, 1):.2f} s each)")
     print(f"peak metadata file: {_peak_metadata_bytes(table):,} bytes (before the run: {metadata_before:,})")
     print(re.sub(r"\s+", " ", f"worker log: {work / 'worker.log'}"))
     r.flushdb()
