@@ -2,6 +2,10 @@
 the invariants checked (content identical, nothing reachable missing, nothing deleted twice, no staged
 leftovers, each purged file in the cold tier once).
 
+The batched compaction commit is also killed on a real worker fleet: several partition tasks of one table,
+one `celery worker`, the first worker process to reach each batch crash point SIGKILLed
+(`test_a_worker_process_killed_around_the_batched_commit_...`).
+
 The default run is the short variant (every crash point, one random kill per job). The long variant runs
 by hand: CHAOS_RANDOM_KILLS=10 pytest tests/chaos -m chaos  (60 random kills over the six jobs).
 """
