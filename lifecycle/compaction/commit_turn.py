@@ -36,7 +36,7 @@ class BatchSettings:
     max_groups: int = 50          # groups in one replace snapshot at most
     linger_seconds: float = 5.0   # how long a holder waits for sibling groups still being rewritten
     linger_max_seconds: float = 30.0   # the linger never lasts longer in all
-    idle_seconds: float = 1.0     # linger with no sibling rewriting: a grace for runs about to start
+    idle_seconds: float = 2.0     # linger with no sibling rewriting: a grace for runs about to start
     poll_seconds: float = 0.2
     wait_seconds: float = 900.0   # how long a run waits for its groups' outcome before it gives up waiting
     sibling_fresh_seconds: float = 45.0   # a running sibling whose heartbeat is older counts as dead
