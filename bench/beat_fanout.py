@@ -68,7 +68,7 @@ def main() -> None:
     import redis
 
     from bench.fanout import build_table
-    from lifecycle.catalog import open_catalog
+    from lifecycle.iceberg.catalog import open_catalog
     from lifecycle.settings import load
 
     r = redis.Redis.from_url(broker)

@@ -96,11 +96,11 @@ def main() -> None:
 
     r = redis.Redis.from_url(broker)
     r.flushdb()
-    from lifecycle.catalog import open_catalog
     from lifecycle.clock import SystemClock
+    from lifecycle.iceberg.catalog import open_catalog
     from lifecycle.settings import load
     from lifecycle.state.store import StateStore
-    from lifecycle.synth import ArchiveSpec, build_archive
+    from lifecycle_cli.synth import ArchiveSpec, build_archive
 
     env = {**os.environ, "LIFECYCLE_CONFIG": str(config), "PYTHONUNBUFFERED": "1"}
     settings = load(env=env)

@@ -43,12 +43,10 @@ class BatchSettings:
 
 
 def batch_settings(ctx: JobContext) -> BatchSettings:
-    from lifecycle.fleet import heartbeat_seconds  # (lifecycle.fleet imports the jobs, hence this one)
-
     c = ctx.settings.compaction
     return BatchSettings(max_groups=c.commit_batch_max_groups, linger_seconds=c.commit_linger_seconds,
                          linger_max_seconds=6 * c.commit_linger_seconds,
-                         sibling_fresh_seconds=3 * heartbeat_seconds())
+                         sibling_fresh_seconds=3 * ctx.settings.fleet.run_heartbeat_seconds)
 
 
 def _siblings_busy(ctx: JobContext, identifier: str, batch: BatchSettings, run_id: str | None) -> bool:

@@ -22,8 +22,8 @@ from lifecycle.compaction.mor_read import LiveGroup
 from lifecycle.compaction.planner import SORT, FileGroup, Strategy
 from lifecycle.compaction.rewrite import OutputOptions, compaction_threads, rewrite_group, row_group_rows
 from lifecycle.faults import crash_point
+from lifecycle.iceberg.partitions import parse_partition
 from lifecycle.jobs.base import JobContext
-from lifecycle.partitions import parse_partition
 from lifecycle.safety.landed import LiveSets, landed, settled
 from lifecycle.safety.staged import remove_staged
 from lifecycle.state.locks import AdvisoryLock

@@ -19,10 +19,10 @@ import psycopg
 import pytest
 import redis
 
-from lifecycle.catalog import open_catalog
 from lifecycle.clock import ManualClock
+from lifecycle.iceberg.catalog import open_catalog
 from lifecycle.state.store import StateStore
-from lifecycle.synth import ArchiveSpec, build_archive
+from lifecycle_cli.synth import ArchiveSpec, build_archive
 from tests.conftest import make_settings, run_cli, wait_for, with_table_settings, write_config
 from tests.integration.test_fleet import REDIS_URL, TABLE, Fleet, files_per_partition, queues_drained, sample
 from tests.integration.test_fleet import redis_db as redis_db
