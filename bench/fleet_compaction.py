@@ -131,7 +131,7 @@ def main() -> None:
                 raise SystemExit(f"the worker did not start; see {work / 'worker.log'}")
             time.sleep(0.2)
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "lifecycle", "enqueue", "compact", "--table", TABLE],
+        out = subprocess.run([sys.executable, "-m", "lifecycle_cli", "enqueue", "compact", "--table", TABLE],
                              env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
             raise SystemExit(f"enqueue failed: {out.stderr.strip()}")

@@ -22,7 +22,7 @@ def test_a_dropped_group_whose_outputs_the_table_reads_is_done_and_its_files_sta
     ctx = scaled(ctx)
     make_archive(ctx)
     config = write_config(tmp_path / "lifecycle.toml", ctx.settings)
-    out = subprocess.run([sys.executable, "-m", "lifecycle", "run", "compact", "--table", TABLE],
+    out = subprocess.run([sys.executable, "-m", "lifecycle_cli", "run", "compact", "--table", TABLE],
                          env=cli_env(config, LIFECYCLE_CRASH_AT="compact.after-commit"), cwd=REPO,
                          capture_output=True, text=True, timeout=240)
     assert out.returncode == -9, out.stderr            # the replace landed; the run died before recording it
