@@ -25,13 +25,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def build_table(catalog: object, partitions: int, files: int) -> object:
+def build_table(catalog: object, partitions: int, files: int, name: str = "sda_observations") -> object:
     from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
     from pyiceberg.typedef import Record
 
     from lifecycle_cli.synth import ArchiveSpec, create_table, synth_lineage
 
-    table = create_table(catalog, ArchiveSpec(partitions=[]))  # type: ignore[arg-type]
+    table = create_table(catalog, ArchiveSpec(name=name, partitions=[]))  # type: ignore[arg-type]
     base = date(2020, 1, 1)
     epoch = date(1970, 1, 1)
     loc = table.location().rstrip("/")  # type: ignore[attr-defined]

@@ -70,6 +70,9 @@ COMMIT_RETRIES = Counter("lifecycle_commit_retries", "Commit attempts retried af
 COMPACTION_GROUPS = Counter("lifecycle_compaction_groups", "Compaction file groups by outcome (committed, abandoned)",
                             ["table", "outcome"])
 COMPACTION_COMMITS = Counter("lifecycle_compaction_commits", "Replace snapshots committed by compaction", ["table"])
+TABLE_METADATA_BYTES = Gauge("lifecycle_table_metadata_bytes",
+                             "Size of the table's current metadata file, after the fleet's last compaction commit",
+                             ["table"], multiprocess_mode="mostrecent")
 BANDWIDTH_BYTES = Counter("lifecycle_bandwidth_bytes", "Bytes charged to the bandwidth budget", ["direction"])
 BANDWIDTH_WAIT = Counter("lifecycle_bandwidth_wait_seconds", "Seconds spent waiting for bandwidth budget")
 BANDWIDTH_BUDGET = Gauge(

@@ -221,6 +221,7 @@ PROCESS_ENV: dict[str, str] = {
     "LIFECYCLE_SHUTDOWN_FILE": "the warm-shutdown marker the worker hands to its pool children",
     "LIFECYCLE_FAKE_NOW": "tests and the demo: this process's clock starts at this time",
     "LIFECYCLE_CRASH_AT": "tests: SIGKILL this process at a named crash point",
+    "LIFECYCLE_CRASH_ONCE": "tests: a marker file; only the first process to reach the crash point dies",
     "LIFECYCLE_DEBUG": "the CLI shows a traceback instead of the one-line error",
     "LIFECYCLE_DEMO_JOB_TIMEOUT": "seconds the demo waits for a job's runs",
 }

@@ -25,8 +25,8 @@ from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.table.update.snapshot import _OverwriteFiles
 
 from lifecycle.compaction.mor_commit import drop_deletes
+from lifecycle.compaction.mor_index import SnapshotFiles, snapshot_files, unpartitioned_specs
 from lifecycle.compaction.mor_index import dangling as find_dangling
-from lifecycle.compaction.mor_index import snapshot_files, unpartitioned_specs
 from lifecycle.compaction.validate import RewriteCheck, WindowCache, conflicts
 from lifecycle.errors import PartitionError
 from lifecycle.iceberg.partitions import parse_partition, row_filter
@@ -68,14 +68,23 @@ def _partitions_filter(metadata: TableMetadata, partitions: Sequence[str]) -> Bo
     return filters[0] if len(filters) == 1 else Or(*filters)
 
 
-def head_files(table: Table, partitions: Sequence[str]) -> dict[str, DataFile]:
-    """The live data files of these partitions at the table's current snapshot, by path."""
+def _head(table: Table, partitions: Sequence[str]) -> tuple[int | None, SnapshotFiles | None]:
+    """(current snapshot id, the live data and delete files of these partitions in it); None files when the
+    table is empty or the partitions no longer parse (the spec changed: every input counts as gone)."""
     snapshot = table.current_snapshot()
     expr = _partitions_filter(table.metadata, partitions)
     if snapshot is None or expr is None:
-        return {}   # (the spec changed: every input counts as gone, the groups conflict)
-    files = snapshot_files(table.metadata, table.io, snapshot, expr)
-    return {e.data_file.file_path: e.data_file for e in files.data}
+        return None, None
+    return snapshot.snapshot_id, snapshot_files(table.metadata, table.io, snapshot, expr)
+
+
+def head_files(table: Table, partitions: Sequence[str]) -> dict[str, DataFile]:
+    """The live data files of these partitions at the table's current snapshot, by path."""
+    return _live(_head(table, partitions)[1])
+
+
+def _live(files: SnapshotFiles | None) -> dict[str, DataFile]:
+    return {} if files is None else {e.data_file.file_path: e.data_file for e in files.data}
 
 
 class ReplaceFiles(_OverwriteFiles):
@@ -84,14 +93,17 @@ class ReplaceFiles(_OverwriteFiles):
     groups: Sequence[GroupCommit] = ()
     window: WindowCache | None = None
     dangling: list[tuple[ManifestEntry, str]] = []   # delete files this attempt removes (and their manifests)
+    head: tuple[int | None, SnapshotFiles | None] = (None, None)   # the groups' partitions, read at validation
 
     def _manifests(self) -> list[ManifestFile]:
         meta = self._transaction.table_metadata
         expr = _partitions_filter(meta, [g.partition for g in self.groups])
         head = meta.snapshot_by_name(self._target_branch)
-        self.dangling = [] if expr is None else find_dangling(
-            snapshot_files(meta, self._io, head, expr), {p for g in self.groups for p in g.check.inputs},
-            unpartitioned_specs(meta))
+        files = self.head[1] if head is not None and self.head[0] == head.snapshot_id else None
+        if files is None and expr is not None:   # (the head moved since the validation: read it again)
+            files = snapshot_files(meta, self._io, head, expr)
+        self.dangling = [] if files is None else find_dangling(
+            files, {p for g in self.groups for p in g.check.inputs}, unpartitioned_specs(meta))
         return list(super()._manifests())
 
     def _existing_manifests(self) -> list[ManifestFile]:
@@ -119,14 +131,15 @@ class ReplaceFiles(_OverwriteFiles):
 
 def _commit_once(table: Table, groups: Sequence[GroupCommit], properties: Mapping[str, str],
                  window: WindowCache, removed: list[str]) -> int:
-    live = head_files(table, [g.partition for g in groups])
+    head = _head(table, [g.partition for g in groups])
+    live = _live(head[1])
     bad = conflicts(table.metadata, table.io, [g.check for g in groups], live, window)
     if bad:
         raise GroupConflict(bad)
     tx = table.transaction()
     producer = ReplaceFiles(operation=Operation.REPLACE, transaction=tx, io=table.io,
                             snapshot_properties=dict(properties), branch=MAIN_BRANCH)
-    producer.groups, producer.window = groups, window
+    producer.groups, producer.window, producer.head = groups, window, head
     for g in groups:
         for path in sorted(g.check.inputs):
             producer.delete_data_file(live[path])

@@ -1,22 +1,18 @@
 """Batched, serialized commits of compaction groups: one table's commits never race each other.
 
-A run rewrites its groups, stages their outputs, marks each plan `ready`, then waits for their outcome.
-Whoever holds the table's commit lock (an advisory lock of its own, beside the partition locks) commits every
-ready group of the table in ONE `replace` snapshot, each group validated from its own base snapshot; a group
-that really conflicts (its inputs were removed or got deletes) is dropped from the batch, its staged files
-removed and its plan `abandoned`, and the others still commit. A run that finds the lock held waits: the
-holder commits its group too (batch-on-acquire); if the holder dies, the lock frees and a waiter takes it.
-
-The holder lingers (at most `linger_seconds`) while other groups of the table are still being rewritten and
-fewer than `max_groups` are ready, so that parallel partition tasks share one snapshot instead of making one
-each. Ready groups are durable rows: a group whose run died after staging is committed by the next holder.
+A run rewrites its groups, stages their outputs, marks each plan `ready`, then waits for their outcome
+(lifecycle.compaction.commit_turn decides who commits and when). The holder of the table's commit lock commits
+ready groups here, many in ONE `replace` snapshot, each validated from its own base snapshot; a group that
+really conflicts (its inputs were removed or got deletes) is dropped from the batch, its staged files removed
+and its plan `abandoned`, and the others still commit -- unless the table already reads the dropped group's
+outputs (an earlier commit of it whose outcome was unknown landed after all): that group is done, its files
+stay (lifecycle.safety.landed).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from pyiceberg.table import Table
 
@@ -25,11 +21,12 @@ from lifecycle.compaction.commit import CommitResult, GroupCommit, commit_groups
 from lifecycle.compaction.mor_commit import removed_per_group
 from lifecycle.compaction.planner import FileGroup
 from lifecycle.compaction.validate import RewriteCheck
-from lifecycle.errors import CommitConflictError, CommitOutcomeUnknownError, LifecycleError, StaleStateError
+from lifecycle.errors import CommitConflictError, CommitOutcomeUnknownError, StaleStateError
 from lifecycle.faults import crash_point
 from lifecycle.iceberg.datafiles import data_file_from_parquet
 from lifecycle.identity import fleet_properties
 from lifecycle.jobs.base import JobContext
+from lifecycle.safety.landed import LiveSets, landed
 from lifecycle.safety.staged import remove_staged
 from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.models import (
@@ -37,32 +34,17 @@ from lifecycle.state.models import (
     COMMITTED,
     COMMITTING,
     DONE,
-    EXECUTING,
     READY,
     STAGE,
     STAGED_OPEN_STATES,
     UNKNOWN,
     Plan,
-    PlanState,
 )
 
 JOB = "compact"
 COMMIT_LOCK_KIND = "compact-commit"
 TERMINAL = (DONE, ABANDONED, UNKNOWN)
 _log = log.get("lifecycle.compaction")
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    max_groups: int = 50          # groups in one replace snapshot at most
-    linger_seconds: float = 5.0   # how long a holder waits for sibling groups still being rewritten
-    poll_seconds: float = 0.2
-    wait_seconds: float = 900.0   # how long a run waits for its groups' outcome before it gives up waiting
-
-
-def batch_settings(ctx: JobContext) -> BatchSettings:
-    c = ctx.settings.compaction
-    return BatchSettings(max_groups=c.commit_batch_max_groups, linger_seconds=c.commit_linger_seconds)
 
 
 def finish(ctx: JobContext, plan: Plan, identifier: str) -> None:
@@ -82,6 +64,28 @@ def abandon(ctx: JobContext, table: Table, plan: Plan, expected: str | Sequence[
     metrics.COMPACTION_GROUPS.labels(plan.table_name, "abandoned").inc()
     _log.warning("compact.group_abandoned", table=plan.table_name, partition=plan.partition,
                  plan_id=plan.plan_id, reason=reason[:500])
+
+
+def _drop(ctx: JobContext, identifier: str, plan: Plan, reason: str, live: LiveSets) -> None:
+    """A group dropped from a batch is abandoned -- unless its outputs are what the table reads (an earlier
+    commit of it whose outcome was unknown landed after all): then its inputs are gone BECAUSE of it, and
+    it is done. Its staged files are never removed while the table can read them."""
+    table = ctx.catalog.load_table(identifier)
+    staged = [e.path for e in ctx.store.entries(plan_id=plan.plan_id, kind=STAGE)]
+    if landed(table, staged, live, ctx.schemes()):
+        finish(ctx, plan, identifier)
+        _log.event("compact.group_landed_earlier", table=identifier, plan_id=plan.plan_id, reason=reason[:500])
+    else:
+        abandon(ctx, table, plan, COMMITTING, reason)
+
+
+def _metadata_size(ctx: JobContext, identifier: str) -> None:
+    """The size of the metadata file the commit wrote (each snapshot makes it list one more snapshot)."""
+    try:
+        table = ctx.catalog.load_table(identifier)
+        metrics.TABLE_METADATA_BYTES.labels(identifier).set(len(table.io.new_input(table.metadata_location)))
+    except OSError as exc:   # a gauge only: never fails a commit that landed
+        _log.warning("compact.metadata_size_unknown", table=identifier, error=str(exc)[:200])
 
 
 def _group(ctx: JobContext, table: Table, plan: Plan) -> GroupCommit:
@@ -117,7 +121,7 @@ def commit_batch(ctx: JobContext, identifier: str, plans: Sequence[Plan], lock: 
             groups.append(_group(ctx, table, plan))
         except (FileNotFoundError, OSError, ValueError) as exc:   # a staged output is unreadable or gone
             abandon(ctx, table, plan, COMMITTING, f"staged output unreadable: {type(exc).__name__}: {exc}")
-    by_id = {p.plan_id: p for p in mine}
+    by_id, live = {p.plan_id: p for p in mine}, LiveSets()
     lock.ensure_alive()
     ctx.progress(f"compact {identifier}: committing {len(groups)} group(s) in one snapshot")
     crash_point("compact.before-commit")
@@ -125,9 +129,9 @@ def commit_batch(ctx: JobContext, identifier: str, plans: Sequence[Plan], lock: 
     try:
         result = commit_groups(table, groups, _properties,
                                on_retry=lambda n, exc: metrics.COMMIT_RETRIES.labels(JOB).inc())
-    except CommitConflictError as exc:    # the table kept changing: nothing landed
+    except CommitConflictError as exc:    # the table kept changing: this call landed nothing
         for g in groups:
-            abandon(ctx, table, by_id[g.check.key], COMMITTING, str(exc))
+            _drop(ctx, identifier, by_id[g.check.key], str(exc), live)
         return CommitResult(dropped={g.check.key: str(exc) for g in groups})
     except CommitOutcomeUnknownError as exc:
         for g in groups:
@@ -142,60 +146,13 @@ def commit_batch(ctx: JobContext, identifier: str, plans: Sequence[Plan], lock: 
         plan = ctx.store.transition_plan(key, COMMITTING, COMMITTED, {"snapshot_id": result.snapshot_id,
                                                                       "delete_files_removed": removed[key]})
         finish(ctx, plan, identifier)
+        crash_point("compact.batch-finishing")   # some groups of the landed batch done, others not yet
     for key, reason in result.dropped.items():
-        abandon(ctx, table, by_id[key], COMMITTING, reason)
+        _drop(ctx, identifier, by_id[key], reason, live)
     if result.snapshot_id is not None:
         metrics.COMPACTION_COMMITS.labels(identifier).inc()
+        _metadata_size(ctx, identifier)
     _log.event("compact.batch_committed", table=identifier, snapshot_id=result.snapshot_id,
                committed=len(result.committed), dropped=len(result.dropped), attempts=result.attempts,
                delete_files_removed=len(result.removed_deletes))
     return result
-
-
-def _linger(ctx: JobContext, identifier: str, batch: BatchSettings, lock: AdvisoryLock) -> None:
-    """Wait (bounded) while siblings are still rewriting and the batch is not full."""
-    deadline = time.monotonic() + batch.linger_seconds
-    while time.monotonic() < deadline:
-        ready = ctx.store.plans_in_states(JOB, identifier, [READY], limit=batch.max_groups)
-        if len(ready) >= batch.max_groups or not ctx.store.plans_in_states(JOB, identifier, [EXECUTING], limit=1):
-            return
-        lock.ensure_alive()
-        time.sleep(batch.poll_seconds)
-
-
-def commit_ready(ctx: JobContext, identifier: str, lock: AdvisoryLock, batch: BatchSettings) -> int:
-    """Holder of the commit lock: commit every ready group of the table, batch by batch. Returns snapshots made."""
-    snapshots = 0
-    while True:
-        _linger(ctx, identifier, batch, lock)
-        ready = ctx.store.plans_in_states(JOB, identifier, [READY], limit=batch.max_groups)
-        if not ready:
-            return snapshots
-        result = commit_batch(ctx, identifier, ready, lock)
-        snapshots += int(result is not None and result.snapshot_id is not None)
-
-
-def await_outcome(ctx: JobContext, identifier: str, plan_ids: Sequence[str],
-                  batch: BatchSettings) -> dict[str, PlanState]:
-    """Wait until these plans are done, abandoned or unknown, committing ready groups whenever the table's
-    commit lock is free. Returns {plan id: final state}."""
-    deadline = time.monotonic() + batch.wait_seconds
-    lock = AdvisoryLock(ctx.db_url, COMMIT_LOCK_KIND, identifier)
-    try:
-        while True:
-            states = {pid: (p.state if (p := ctx.store.plan(pid)) else ABANDONED) for pid in plan_ids}
-            if all(s in TERMINAL for s in states.values()):
-                return states
-            if lock.try_acquire():
-                try:
-                    commit_ready(ctx, identifier, lock, batch)
-                finally:
-                    lock.release()
-                continue
-            if time.monotonic() > deadline:
-                raise LifecycleError(f"compact {identifier}: {sum(s not in TERMINAL for s in states.values())}"
-                                     " staged group(s) still wait for the table's commit; they stay ready for the"
-                                     " next commit")
-            time.sleep(batch.poll_seconds)
-    finally:
-        lock.release()

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pyiceberg.table import Table
 
 from lifecycle import metrics
-from lifecycle.compaction.committer import await_outcome, batch_settings
+from lifecycle.compaction.commit_turn import await_outcome, batch_settings, reclaim_if_free
 from lifecycle.compaction.execute import RESUME, Tally, record_resume, recover, stage_group
 from lifecycle.compaction.planner import PartitionPlan, TablePlan, Thresholds, plan_partition, plan_table
 from lifecycle.compaction.rewrite import compaction_threads
@@ -69,7 +69,7 @@ def _settle(ctx: JobContext, req: JobRequest, plan_ids: list[str], tally: Tally)
     """Wait for the batched commit of these groups and count what became of them."""
     if not plan_ids:
         return
-    states = await_outcome(ctx, req.table, plan_ids, batch_settings(ctx))
+    states = await_outcome(ctx, req.table, plan_ids, batch_settings(ctx), req.run_id)
     for plan_id, state in states.items():
         plan = ctx.store.plan(plan_id)
         group = plan.payload.get("group", {}) if plan is not None else {}
@@ -90,6 +90,9 @@ def _settle(ctx: JobContext, req: JobRequest, plan_ids: list[str], tally: Tally)
 
 def _partition(ctx: JobContext, req: JobRequest, table: Table, partition: str, thresholds: Thresholds,
                tally: Tally, lock: AdvisoryLock | None, live: LiveSets) -> None:
+    reclaimed = reclaim_if_free(ctx, req.table)     # (its groups made ready again are counted by recover)
+    if reclaimed.get("recovered_committed"):
+        tally.add("recovered_committed", reclaimed["recovered_committed"])
     resume = recover(ctx, table, req.table, partition, tally, live)
     waiting = [p.plan_id for p in ctx.store.open_plans(JOB, req.table, partition)
                if p.state == READY and RESUME not in p.payload]

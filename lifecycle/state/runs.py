@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -121,3 +122,19 @@ class RunStore:
         with self.store.cursor() as cur:
             cur.execute(f"SELECT {_COLS} FROM job_runs WHERE state IN ('queued','running') ORDER BY created_at")
             return [JobRun(**r) for r in cur.fetchall()]
+
+    def starting(self, job: str, table: str, fresh_since: datetime, exclude: str | None = None) -> int:
+        """Partition runs of one job on one table that are running (heartbeat since `fresh_since`) but have
+        no open plan in their partition yet: still planning or rewriting their first group. The batched
+        committer lingers for them so that parallel partition tasks share one snapshot."""
+        with self.store.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) AS n FROM job_runs r WHERE r.job = %s AND r.table_name = %s"
+                " AND r.state = 'running' AND r.partition <> '' AND r.heartbeat_at >= %s AND r.run_id <> %s"
+                " AND NOT EXISTS (SELECT 1 FROM plans p WHERE p.job = r.job AND p.table_name = r.table_name"
+                " AND p.partition = r.partition"
+                " AND p.state IN ('planned', 'executing', 'ready', 'committing', 'committed', 'unknown'))",
+                (job, table, fresh_since, exclude or ""),
+            )
+            row = cur.fetchone()
+        return int(row["n"]) if row else 0

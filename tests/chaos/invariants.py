@@ -76,3 +76,12 @@ def check_all(table: Table, store: StateStore, reference: tuple[int, str]) -> di
 
 def _name(table: Table) -> str:
     return ".".join(table.name())
+
+
+def committed_twice(table: Table) -> list[str]:
+    """Plan ids that more than one retained snapshot claims to have committed (must be empty)."""
+    counts: Counter[str] = Counter()
+    for snap in table.refresh().metadata.snapshots:
+        ids = (snap.summary or {}).get("lifecycle.plan-ids") or ""
+        counts.update(i for i in ids.split(",") if i)
+    return sorted(i for i, n in counts.items() if n > 1)

@@ -75,3 +75,13 @@ def build(ctx: JobContext, job: str, name: str) -> Scenario:
                 tx.set_properties({f"chaos.step-{i}": str(i)})
             table = table.refresh()
     return scenario
+
+
+# The batched commit on a real worker fleet (lifecycle/compaction/commit_turn.py): several partition tasks of
+# one table stage their groups, one of them commits them all. The worker process that reaches the point first
+# is killed: between staging and the batched commit, with the batch taken but not committed, with the batch
+# landed but no group finished, and with some groups of the landed batch finished.
+BATCH_CRASH_POINTS = ["compact.after-ready", "compact.before-commit", "compact.after-commit",
+                      "compact.batch-finishing"]
+BATCH_PARTITIONS = [(f"apollo-{m}", date(2024, 3, 15)) for m in range(4)]
+BATCH_FILES = 12

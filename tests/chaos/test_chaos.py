@@ -2,6 +2,10 @@
 the invariants checked (content identical, nothing reachable missing, nothing deleted twice, no staged
 leftovers, each purged file in the cold tier once).
 
+The batched compaction commit is also killed on a real worker fleet: several partition tasks of one table,
+one `celery worker`, the first worker process to reach each batch crash point SIGKILLed
+(`test_a_worker_process_killed_around_the_batched_commit_...`).
+
 The default run is the short variant (every crash point, one random kill per job). The long variant runs
 by hand: CHAOS_RANDOM_KILLS=10 pytest tests/chaos -m chaos  (60 random kills over the six jobs).
 """
@@ -14,16 +18,32 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from lifecycle.clock import ManualClock
 from lifecycle.jobs.base import JOB_NAMES, JobContext
 from lifecycle.settings import Settings
-from tests.chaos.invariants import check_all, content_checksum
-from tests.chaos.scenarios import TABLE_SETTINGS, Scenario, build, crash_points
-from tests.conftest import REPO, cli_env, with_table_settings, write_config
+from lifecycle.state.store import StateStore
+from tests.chaos.invariants import check_all, committed_twice, content_checksum
+from tests.chaos.scenarios import (
+    BATCH_CRASH_POINTS,
+    BATCH_FILES,
+    BATCH_PARTITIONS,
+    TABLE_SETTINGS,
+    Scenario,
+    build,
+    crash_points,
+)
+from tests.conftest import REPO, cli_env, run_cli, wait_for, with_table_settings, write_config
+from tests.integration.test_fleet import TABLE, Fleet, files_per_partition, queues_drained
+from tests.integration.test_fleet_compaction import NOW, plan_states
+from tests.integration.test_fleet_compaction import fleet_12 as fleet_12
+from tests.integration.test_fleet_compaction import redis_db as redis_db
 
 pytestmark = pytest.mark.chaos
 RANDOM_KILLS = int(os.environ.get("CHAOS_RANDOM_KILLS", "1"))
@@ -96,3 +116,43 @@ def test_kill_at_every_crash_point_and_at_random(job: str, ctx: JobContext, sett
     if job == "purge":
         objs = ctx.store.cold_objects(f"archive.{job}_0")
         assert objs, "purge copied nothing to the cold tier"
+
+
+# ---- the batched commit on a real worker fleet -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("point", BATCH_CRASH_POINTS)
+def test_a_worker_process_killed_around_the_batched_commit_loses_nothing_and_commits_nothing_twice(
+    point: str, fleet_12: Callable[..., Fleet], redis_db: redis.Redis, tmp_path: Path, clock: ManualClock,
+) -> None:
+    assert point in crash_points()["compact"]
+    fleet = fleet_12(50, partitions=BATCH_PARTITIONS, files=BATCH_FILES)
+    table = fleet.table()
+    reference = content_checksum(table)
+    marker = tmp_path / "crashed"
+    worker = fleet.start_worker(concurrency=len(BATCH_PARTITIONS), LIFECYCLE_FAKE_NOW=NOW,
+                                LIFECYCLE_CRASH_AT=point, LIFECYCLE_CRASH_ONCE=str(marker))
+    out = run_cli(["enqueue", "compact", "--table", TABLE], fleet.env())
+    assert out.returncode == 0, out.stderr
+
+    def all_done() -> bool:
+        runs = fleet.runs()
+        return len(runs) == len(BATCH_PARTITIONS) and all(r["state"] in ("done", "failed") for r in runs)
+
+    wait_for(all_done, timeout=240, interval=0.5, what=f"every run finished after {point}\n" + worker.log_text())
+    assert marker.exists(), f"{point} was never reached\n" + worker.log_text()
+    runs = fleet.runs()
+    assert [r["state"] for r in runs] == ["done"] * len(BATCH_PARTITIONS), runs
+    assert max(r["attempts"] for r in runs) == 2                      # the killed run came back and finished
+    assert sum(int(r["counts"].get("groups_abandoned", 0)) for r in runs) == 0, runs
+    table = fleet.table()
+    assert files_per_partition(table) == dict.fromkeys(fleet.archive.data_files, 1)
+    store = StateStore(fleet.db_url, clock)
+    try:
+        report = check_all(table, store, reference)                   # rows exact, files read all there
+        assert report["ok"], report
+        assert committed_twice(table) == []
+        assert plan_states(fleet.db_url) == {"done": len(BATCH_PARTITIONS)}
+    finally:
+        store.close()
+    wait_for(lambda: queues_drained(redis_db), timeout=60, what="queues drained and nothing unacked")
