@@ -112,8 +112,8 @@ def test_a_lost_partition_lock_stops_a_whole_table_run_before_its_commit(ctx: Jo
     def kill_partition_lock(msg: str) -> None:
         if "wrote 1/" in msg:
             with psycopg.connect(db_url, autocommit=True) as conn:
-                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                             " WHERE application_name LIKE %s", (f"lifecycle-lock:compact:{TABLE}:%",))
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s"
+                             " AND datname = current_database()", (f"lifecycle-lock:compact:{TABLE}:%",))
 
     with pytest.raises(LockLostError):
         execute(dataclasses.replace(ctx, on_progress=kill_partition_lock), JobRequest("compact", TABLE))

@@ -123,8 +123,8 @@ def test_lock_knows_when_its_connection_died(db_url: str) -> None:
     with AdvisoryLock(db_url, "expire", "archive.t") as lock:
         assert lock.acquired and lock.alive()
         with psycopg.connect(db_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                          " WHERE application_name LIKE 'lifecycle-lock:%'")
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"   # this test's database only
+                          " WHERE application_name LIKE 'lifecycle-lock:%' AND datname = current_database()")
         assert not lock.alive()
         with pytest.raises(LockLostError, match="lost"):
             lock.ensure_alive()
