@@ -107,7 +107,9 @@ class PartitionKey:
 
 
 def _quote(value: str) -> str:
-    return quote(value, safe="/:+ ")
+    """Percent-encoded; the text `null` (which names a null value) as `%6Eull`, so it parses back as text."""
+    quoted = quote(value, safe="/:+ ")
+    return "%6Eull" if quoted == "null" else quoted
 
 
 def _human(transform: Transform[Any, Any], source_type: IcebergType, value: Any) -> str:
@@ -158,8 +160,9 @@ _HUMAN = {
 }
 
 
-def _parse_value(transform: Transform[Any, Any], source_type: IcebergType, raw: str, text: str, name: str) -> Any:
-    if raw == "null":
+def _parse_value(transform: Transform[Any, Any], source_type: IcebergType, raw: str | None, text: str,
+                 name: str) -> Any:
+    if raw is None:
         return None
     if isinstance(transform, IdentityTransform):
         return _parse_identity(source_type, raw, text)
@@ -200,7 +203,7 @@ def parse_partition(text: str, spec: PartitionSpec, schema: Schema) -> Partition
     """Parse against the spec: every spec field exactly once, in any order."""
     if not spec.fields:
         raise _fail(text, "the table is not partitioned")
-    given: dict[str, str] = {}
+    given: dict[str, str | None] = {}   # None: the value was the bare word null
     for chunk in text.split(","):
         if "=" not in chunk:
             raise _fail(text, f"expected field=value, got {chunk!r}")
@@ -212,7 +215,7 @@ def parse_partition(text: str, spec: PartitionSpec, schema: Schema) -> Partition
             raise _fail(text, f"field {name!r} given twice")
         if "=" in raw:
             raise _fail(text, f"value of {name!r} contains '=' (separate fields with ',')")
-        given[name] = unquote(raw)
+        given[name] = None if raw == "null" else unquote(raw)
     known = [pf.name for pf in spec.fields]
     unknown = [n for n in given if n not in known]
     if unknown:

@@ -39,6 +39,13 @@ WIDE_SPEC = PartitionSpec(
 )
 
 
+def test_the_text_null_and_a_null_value_are_different_partitions() -> None:
+    text = format_partition(WIDE_SPEC, WIDE, ("null", 0, 0, 0, 0, "", 0))
+    assert text.startswith("mission_id=%6Eull,")
+    assert parse_partition(text, WIDE_SPEC, WIDE).values[0] == "null"
+    assert parse_partition(text.replace("%6Eull", "null", 1), WIDE_SPEC, WIDE).values[0] is None
+
+
 def test_design_example_parses_to_internal_values() -> None:
     key = parse_partition("mission_id=apollo-7,day=2024-03-15", SPEC, SCHEMA)
     assert key.values == ("apollo-7", (date(2024, 3, 15) - date(1970, 1, 1)).days)
