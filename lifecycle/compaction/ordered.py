@@ -1,0 +1,149 @@
+"""External sort of a file group in bounded memory: sorted runs spilled to local scratch, merged k-way.
+
+The group's rows are read in chunks of at most `Memory.chunk_bytes` (decoded Arrow size). Each chunk gets its
+rows' positions in input order (`SEQ`, the tie-break, so the merged order is exactly the stable in-memory
+order for a sort) and, for Z-order, each row's z-value (`Z`, from quantiles sampled beforehand, a function of
+the row alone); it is sorted and written to the scratch folder as an Arrow IPC file (a run). The merge keeps a
+few batches of every run in memory: it sorts what is loaded, emits everything up to the smallest "last loaded
+row" among the runs not yet exhausted (no row still on disk can come before it), and refills the runs that ran
+low. Memory: a chunk while spilling, about k x refill rows while merging; disk: the group once.
+
+The scratch is local and never charged to the bandwidth limiter; its folder belongs to the caller
+(lifecycle.compaction.scratch journals and removes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lifecycle.faults import crash_point
+
+SEQ = "__lifecycle_seq"
+RUN = "__lifecycle_run"
+Z = "__lifecycle_z"
+RUN_BATCH_BYTES = 8 << 20     # a spilled run is written in batches of about this many decoded bytes
+MIN_REFILL_ROWS = 1024
+IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+
+KeyFn = Callable[[pa.Table], tuple[list[pa.Array | pa.ChunkedArray], list[str]]]   # key arrays, orders
+
+
+@dataclass(frozen=True)
+class Memory:
+    """How much a sort or Z-order of one group may hold, and where it may spill."""
+
+    budget_bytes: int
+    scratch: Path
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Decoded rows held at once: sorting needs the rows, their sorted copy and the keys."""
+        return max(1 << 16, self.budget_bytes // 4)
+
+
+def ordering(table: pa.Table, keys: KeyFn) -> pa.Array:
+    """Indices ordering `table` by its keys, then by input position (unique: a total, stable order)."""
+    arrays, orders = keys(table)
+    names = [f"k{i}" for i in range(len(arrays))] + ["seq"]
+    sort_keys = [(n, o) for n, o in zip(names, orders, strict=False)] + [("seq", "ascending")]
+    return pc.sort_indices(pa.table([*arrays, table.column(SEQ)], names=names), sort_keys=sort_keys)
+
+
+def spill_runs(chunks: Iterator[pa.Table], keys: KeyFn, memory: Memory,
+               extra: Callable[[pa.Table], pa.Table] | None = None) -> list[Path]:
+    """Sort the rows `chunks` yields, a budget-sized chunk at a time, into run files in the scratch folder."""
+    runs: list[Path] = []
+    held: list[pa.Table] = []
+    size = seq = 0
+
+    def spill() -> None:
+        nonlocal held, size, seq
+        chunk = pa.concat_tables(held).combine_chunks()
+        held, size = [], 0
+        chunk = chunk.append_column(SEQ, pa.array(np.arange(seq, seq + chunk.num_rows, dtype=np.int64)))
+        seq += chunk.num_rows
+        if extra is not None:
+            chunk = extra(chunk)
+        chunk = chunk.take(ordering(chunk, keys))
+        path = memory.scratch / f"run-{len(runs):05d}.arrow"
+        batch_rows = max(MIN_REFILL_ROWS, int(RUN_BATCH_BYTES * chunk.num_rows / max(chunk.nbytes, 1)))
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, chunk.schema, options=IPC_OPTIONS) as w:
+            w.write_table(chunk, max_chunksize=batch_rows)
+        runs.append(path)
+        crash_point("compact.spill")
+
+    for table in chunks:
+        held.append(table)
+        size += table.nbytes
+        if size >= memory.chunk_bytes:
+            spill()
+    if held:
+        spill()
+    return runs
+
+
+class _Run:
+    def __init__(self, index: int, path: Path) -> None:
+        self.index = index
+        self._file = pa.OSFile(str(path), "rb")
+        self._reader = pa.ipc.open_file(self._file)
+        self._next = 0
+        self.last_seq = -1
+        self.pending = 0
+
+    @property
+    def done(self) -> bool:
+        return bool(self._next >= self._reader.num_record_batches)
+
+    def load(self, rows: int) -> pa.Table:
+        batches = []
+        got = 0
+        while got < rows and not self.done:
+            b = self._reader.get_batch(self._next)
+            self._next += 1
+            batches.append(b)
+            got += b.num_rows
+        table = pa.Table.from_batches(batches, schema=self._reader.schema)
+        if got:
+            self.last_seq = int(table.column(SEQ)[-1].as_py())
+        return table.append_column(RUN, pa.array(np.full(got, self.index, np.int32)))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float) -> Iterator[pa.Table]:
+    """The runs' rows in order (SEQ, RUN and Z columns included), in batches."""
+    runs = [_Run(i, p) for i, p in enumerate(paths)]
+    refill = max(MIN_REFILL_ROWS, int(memory.budget_bytes / (4 * max(len(runs), 1) * max(row_bytes, 1.0))))
+    carry: pa.Table | None = None
+    try:
+        while True:
+            loaded = [r.load(refill) for r in runs if not r.done and r.pending < refill // 2]
+            parts = ([carry] if carry is not None and carry.num_rows else []) + [t for t in loaded if t.num_rows]
+            if not parts:
+                return
+            pool = pa.concat_tables(parts)
+            pool = pool.take(ordering(pool, keys))
+            frontier = [r.last_seq for r in runs if not r.done]
+            if not frontier:
+                yield pool
+                return
+            hit = np.asarray(pc.is_in(pool.column(SEQ), value_set=pa.array(frontier, pa.int64()))
+                             .to_numpy(zero_copy_only=False))
+            cut = int(np.argmax(hit)) + 1
+            carry = pool.slice(cut)
+            counts = np.bincount(np.asarray(carry.column(RUN).to_numpy()), minlength=len(runs))
+            for r in runs:
+                r.pending = int(counts[r.index])
+            crash_point("compact.merge")
+            yield pool.slice(0, cut)
+    finally:
+        for r in runs:
+            r.close()
