@@ -82,6 +82,8 @@ class OrphanSettings:
 class CompactionSettings:
     commit_batch_max_groups: int = 50       # groups committed together in one replace snapshot at most
     commit_linger_seconds: float = 5.0      # a committer waits this long for sibling groups still rewriting
+    memory_budget_bytes: int = 1 << 30      # decoded rows a sort or Z-order of one group may hold (per process)
+    scratch_dir: str = ""                   # local folder for their spilled runs; empty: the system temp folder
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,10 @@ _ENV_OVERRIDES = {
     ("state", "database_url"): "LIFECYCLE_DATABASE_URL",
     ("fleet", "broker_url"): "LIFECYCLE_BROKER_URL",
     ("fleet", "redis_url"): "LIFECYCLE_REDIS_URL",
+    ("compaction", "memory_budget_bytes"): "LIFECYCLE_COMPACTION_MEMORY_BUDGET_BYTES",
+    ("compaction", "scratch_dir"): "LIFECYCLE_COMPACTION_SCRATCH_DIR",
 }
+MIN_MEMORY_BUDGET = 64 << 20
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
@@ -224,6 +229,12 @@ def _validate(s: Settings) -> None:
     if s.compaction.commit_linger_seconds < 0:
         raise ConfigError("compaction.commit_linger_seconds: must be 0 or more,"
                           f" got {s.compaction.commit_linger_seconds}")
+    if s.compaction.memory_budget_bytes < MIN_MEMORY_BUDGET:
+        raise ConfigError(f"compaction.memory_budget_bytes: must be at least {MIN_MEMORY_BUDGET} (64 MiB),"
+                          f" got {s.compaction.memory_budget_bytes}")
+    scratch = s.compaction.scratch_dir
+    if scratch and Path(scratch).exists() and not Path(scratch).is_dir():
+        raise ConfigError(f"compaction.scratch_dir: {scratch} exists and is not a folder")
     s.windows.paused()
     s.windows.allowed()
     _validate_table("defaults", s.defaults)
@@ -254,7 +265,12 @@ def from_mapping(raw: dict[str, Any], source: str = "<mapping>", env: dict[str, 
     for (section, key), var in _ENV_OVERRIDES.items():
         if env.get(var):
             base = sections.get(section, _SECTIONS[section]())
-            sections[section] = dataclasses.replace(base, **{key: env[var]})
+            raw_env: Any = env[var]
+            if isinstance(getattr(base, key), int):
+                if not raw_env.strip().isdigit():
+                    raise ConfigError(f"{var}: expected a whole number, got {raw_env!r}")
+                raw_env = int(raw_env)
+            sections[section] = dataclasses.replace(base, **{key: raw_env})
     settings = Settings(**sections, tables=tables, source=source)
     _validate(settings)
     return settings
