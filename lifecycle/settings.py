@@ -152,7 +152,7 @@ _ENV_OVERRIDES = {
     ("compaction", "memory_budget_bytes"): "LIFECYCLE_COMPACTION_MEMORY_BUDGET_BYTES",
     ("compaction", "scratch_dir"): "LIFECYCLE_COMPACTION_SCRATCH_DIR",
 }
-MIN_MEMORY_BUDGET = 64 << 20
+MIN_MEMORY_BUDGET = 16 << 20
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
@@ -230,7 +230,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError("compaction.commit_linger_seconds: must be 0 or more,"
                           f" got {s.compaction.commit_linger_seconds}")
     if s.compaction.memory_budget_bytes < MIN_MEMORY_BUDGET:
-        raise ConfigError(f"compaction.memory_budget_bytes: must be at least {MIN_MEMORY_BUDGET} (64 MiB),"
+        raise ConfigError(f"compaction.memory_budget_bytes: must be at least {MIN_MEMORY_BUDGET} (16 MiB),"
                           f" got {s.compaction.memory_budget_bytes}")
     scratch = s.compaction.scratch_dir
     if scratch and Path(scratch).exists() and not Path(scratch).is_dir():

@@ -27,7 +27,8 @@ from lifecycle.faults import crash_point
 SEQ = "__lifecycle_seq"
 RUN = "__lifecycle_run"
 Z = "__lifecycle_z"
-RUN_BATCH_BYTES = 8 << 20     # a spilled run is written in batches of about this many decoded bytes
+RUN_BATCH_BYTES = 2 << 20     # a spilled run is written in batches of at most this many decoded bytes
+MIN_BATCH_ROWS = 128
 MIN_REFILL_ROWS = 1024
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
@@ -72,11 +73,13 @@ def spill_runs(chunks: Iterator[pa.Table], keys: KeyFn, memory: Memory,
             chunk = extra(chunk)
         chunk = chunk.take(ordering(chunk, keys))
         path = memory.scratch / f"run-{len(runs):05d}.arrow"
-        batch_rows = max(MIN_REFILL_ROWS, int(RUN_BATCH_BYTES * chunk.num_rows / max(chunk.nbytes, 1)))
+        # small batches: the merge holds at least one of every run, so they stay small beside the budget
+        batch_bytes = min(RUN_BATCH_BYTES, memory.chunk_bytes // 64)
+        batch_rows = max(MIN_BATCH_ROWS, int(batch_bytes * chunk.num_rows / max(chunk.nbytes, 1)))
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, chunk.schema, options=IPC_OPTIONS) as w:
             w.write_table(chunk, max_chunksize=batch_rows)
         runs.append(path)
-        crash_point("compact.spill")
+        crash_point("spill.after-run")
 
     for table in chunks:
         held.append(table)
@@ -142,7 +145,7 @@ def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float)
             counts = np.bincount(np.asarray(carry.column(RUN).to_numpy()), minlength=len(runs))
             for r in runs:
                 r.pending = int(counts[r.index])
-            crash_point("compact.merge")
+            crash_point("spill.merge-step")
             yield pool.slice(0, cut)
     finally:
         for r in runs:

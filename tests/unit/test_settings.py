@@ -74,7 +74,7 @@ def test_the_compaction_memory_budget_and_scratch_come_from_the_file_or_the_envi
     ({"tables": {"archive.t": {"orphan_min_age_days": 0}}}, 'tables."archive.t".orphan_min_age_days'),
     ({"tables": {"archive.t": {"nope": 1}}}, 'tables."archive.t".nope: unknown key'),
     ({"tables": {"bare": {}}}, 'tables."bare": table names are "namespace.table"'),
-    ({"compaction": {"memory_budget_bytes": 1000}}, "compaction.memory_budget_bytes: must be at least 67108864"),
+    ({"compaction": {"memory_budget_bytes": 1000}}, "compaction.memory_budget_bytes: must be at least 16777216"),
     ({"compaction": {"scratch_dir": "/etc/hostname"}}, "compaction.scratch_dir: /etc/hostname exists and is not a"),
 ])
 def test_invalid_settings_name_the_key(raw: dict[str, object], message: str) -> None:
