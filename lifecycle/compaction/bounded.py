@@ -27,7 +27,6 @@ from lifecycle.compaction.zorder import Quantiles, sample_rows, sort_keys
 RowReader = Callable[[Sequence[FileInfo], int, int], Iterator[pa.Table]]
 SAMPLE_ROWS = 262_144          # rows sampled per group for Z-order quantiles
 DECODED_PER_STORED = 4         # a guess of decoded / compressed size, to bound how far reads run ahead
-MIN_ROW_GROUP_ROWS = 1024
 
 
 def prefetched(read: RowReader, inputs: Sequence[FileInfo], pool: ThreadPoolExecutor, window: int,
@@ -86,9 +85,7 @@ def rewrite_spilled(io: FileIO, head: list[pa.Table], rest: Iterator[pa.Table], 
     keys = key_fn(strategy)
     runs = spill_runs(itertools.chain(head, rest), keys, memory, extra)
     head.clear()
-    rg_rows = min(options.row_group_rows, max(MIN_ROW_GROUP_ROWS, int(memory.budget_bytes / 8 / row_bytes)))
-    opts = OutputOptions(options.schema, rg_rows, options.compression, options.compression_level)
-    return write_stream(io, merge_runs(runs, keys, memory, row_bytes), outputs, bounds, opts, limiter, pool,
+    return write_stream(io, merge_runs(runs, keys, memory, row_bytes), outputs, bounds, options, limiter, pool,
                         on_written)
 
 

@@ -159,16 +159,18 @@ def stage_group(ctx: JobContext, table: Table, table_name: str, partition: str, 
         crash_point("compact.after-stage")
 
     props = table.properties
+    budget = ctx.settings.compaction.memory_budget_bytes   # bounds every strategy's buffered row groups too
     level = props.get("write.parquet.compression-level")
     options = OutputOptions(schema_to_pyarrow(table.schema()), row_group_rows(group.input_bytes, group.records),
                             compression=props.get("write.parquet.compression-codec", "zstd"),
-                            compression_level=int(level) if level else None)
+                            compression_level=int(level) if level else None,
+                            row_group_bytes=budget // (8 * compaction_threads()))
     reader = live.read if live is not None else None
     if ordered:
         with use_scratch(ctx.store, plan_id) as folder:
             bytes_out = rewrite_group(table.io, group.inputs, paths, strategy, options, ctx.limiter,
                                       threads=compaction_threads(), on_written=on_written, reader=reader,
-                                      memory=Memory(ctx.settings.compaction.memory_budget_bytes, folder))
+                                      memory=Memory(budget, folder))
     else:
         bytes_out = rewrite_group(table.io, group.inputs, paths, strategy, options, ctx.limiter,
                                   threads=compaction_threads(), on_written=on_written,

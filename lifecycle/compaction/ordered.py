@@ -3,10 +3,11 @@
 The group's rows are read in chunks of at most `Memory.chunk_bytes` (decoded Arrow size). Each chunk gets its
 rows' positions in input order (`SEQ`, the tie-break, so the merged order is exactly the stable in-memory
 order for a sort) and, for Z-order, each row's z-value (`Z`, from quantiles sampled beforehand, a function of
-the row alone); it is sorted and written to the scratch folder as an Arrow IPC file (a run). The merge keeps a
-few batches of every run in memory: it sorts what is loaded, emits everything up to the smallest "last loaded
-row" among the runs not yet exhausted (no row still on disk can come before it), and refills the runs that ran
-low. Memory: a chunk while spilling, about k x refill rows while merging; disk: the group once.
+the row alone); it is sorted and written to the scratch folder as an uncompressed Arrow IPC file (a run).
+The merge keeps a few batches of every run in memory: it sorts what is loaded, emits everything up to the
+smallest "last loaded row" among the runs not yet exhausted (no row still on disk can come before it), and
+refills the runs that ran low. Memory: a chunk while spilling, about k x refill rows while merging; disk:
+the group's decoded size once.
 
 The scratch is local and never charged to the bandwidth limiter; its folder belongs to the caller
 (lifecycle.compaction.scratch journals and removes it).
@@ -30,7 +31,7 @@ Z = "__lifecycle_z"
 RUN_BATCH_BYTES = 2 << 20     # a spilled run is written in batches of at most this many decoded bytes
 MIN_BATCH_ROWS = 128
 MIN_REFILL_ROWS = 1024
-IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=None)   # lz4 cost more CPU than the disk it saved
 
 KeyFn = Callable[[pa.Table], tuple[list[pa.Array | pa.ChunkedArray], list[str]]]   # key arrays, orders
 

@@ -23,6 +23,7 @@ class OutputOptions:
     row_group_rows: int
     compression: str = "zstd"
     compression_level: int | None = None
+    row_group_bytes: int | None = None   # also flush a row group at this many decoded bytes (memory budget)
 
 
 def split_bounds(total_rows: int, k: int) -> list[tuple[int, int]]:
@@ -74,19 +75,22 @@ class FileWriter:
                                         compression_level=options.compression_level)
         self._buffer: list[pa.Table] = []
         self._buffered = 0
+        self._buffered_bytes = 0
         self.rows = 0
 
     def write(self, rows: pa.Table) -> None:
         self._buffer.append(rows)
         self._buffered += rows.num_rows
+        self._buffered_bytes += rows.nbytes
         self.rows += rows.num_rows
-        if self._buffered >= self.options.row_group_rows:
+        limit = self.options.row_group_bytes
+        if self._buffered >= self.options.row_group_rows or (limit is not None and self._buffered_bytes >= limit):
             self._flush()
 
     def _flush(self) -> None:
         if self._buffer:
             self._writer.write_table(pa.concat_tables(self._buffer), row_group_size=self.options.row_group_rows)
-            self._buffer, self._buffered = [], 0
+            self._buffer, self._buffered, self._buffered_bytes = [], 0, 0
 
     def close(self) -> int:
         """Finish the file; returns its size in bytes."""

@@ -15,6 +15,7 @@ every chunk the parquet writer emits is charged before it is written.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -118,6 +119,8 @@ def rewrite_group(io: FileIO, inputs: Sequence[FileInfo], outputs: Sequence[str]
     total = sum(f.records for f in inputs)
     bounds = split_bounds(total, len(outputs))
     window = max(1, threads)
+    if memory is not None and options.row_group_bytes is None:   # the writers' row groups stay within it too
+        options = dataclasses.replace(options, row_group_bytes=memory.budget_bytes // (8 * window))
     with ThreadPoolExecutor(window, thread_name_prefix="compact") as pool:
         if strategy.name in (SORT, ZORDER):
             limit = memory.chunk_bytes if memory is not None else 1 << 62
@@ -134,12 +137,6 @@ def rewrite_group(io: FileIO, inputs: Sequence[FileInfo], outputs: Sequence[str]
             group = pa.concat_tables(head).combine_chunks()
             head.clear()
             order = _order(group, strategy)
-            if memory is not None:   # decoded row groups held by the writers stay within the budget too
-                per_row = max(group.nbytes / max(group.num_rows, 1), 1.0)
-                rg_rows = max(MIN_ROW_GROUP_ROWS, int(memory.budget_bytes / 8 / window / per_row))
-                options = OutputOptions(options.schema, min(options.row_group_rows, rg_rows),
-                                        options.compression, options.compression_level)
-
             def source(lo: int, hi: int) -> Iterator[pa.Table]:
                 step = max(options.row_group_rows, 1)
                 for start in range(lo, hi, step):
