@@ -159,11 +159,28 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(mode: str, manifest_path: str, target: int, budget: int) -> None:
+def _verify(m: dict[str, Any], mode: str, outputs: list[str]) -> dict[str, Any]:
+    from ordered_check import mean_spans, rows_fingerprint, sort_violations
+
+    started = time.monotonic()
+    narrow = m["table"] == "bench.narrow"
+    want = rows_fingerprint(m["inputs"], m["rows"] if narrow else None)
+    got = rows_fingerprint(outputs, m["rows"] if narrow else None)
+    out: dict[str, Any] = {"rows_exact": want == got and got.get("seq_each_once", True), "rows": got["rows"]}
+    if mode == "sort":
+        out["sort_violations"] = sort_violations(outputs)
+    if mode == "zorder":
+        out["spans"] = {k: round(v, 3) for k, v in mean_spans(outputs, list(ZCOLS)).items()}
+    out["verify_seconds"] = round(time.monotonic() - started, 1)
+    return out
+
+
+def child(mode: str, manifest_path: str, target: int, budget: int, verify: bool = False) -> None:
     m = json.loads(Path(manifest_path).read_text())
     work = Path(m["work"])
     scratch = work / f"run-{mode}-{uuid.uuid4().hex[:8]}"   # this run's outputs, removed when timed
     spilled: list[int] = []
+    checks: dict[str, Any] = {}
     run: Any
     if mode in ("binpack", "sort", "zorder", *EXTRA_MODES):
         from pyiceberg.io.pyarrow import schema_to_pyarrow
@@ -193,6 +210,8 @@ def child(mode: str, manifest_path: str, target: int, budget: int) -> None:
         def run() -> int:
             rewrite_group(table.io, inputs, paths, strategy, options, Unlimited(), threads=compaction_threads(),
                           memory=memory)
+            if verify:   # outside the timing would be fairer, but the outputs go with the run: timed after
+                checks.update(_verify(m, base, paths))
             spilled.append(sum(f.stat().st_size for f in spill.glob("*")))   # runs stay until the caller's cleanup
             shutil.rmtree(spill, ignore_errors=True)
             return outputs
@@ -214,11 +233,11 @@ def child(mode: str, manifest_path: str, target: int, budget: int) -> None:
             return int(metrics.get("numFilesAdded", 0))
     started = time.monotonic()
     outputs = run()
-    seconds = time.monotonic() - started
+    seconds = time.monotonic() - started - checks.get("verify_seconds", 0.0)
     shutil.rmtree(scratch, ignore_errors=True)
     print(json.dumps({"mode": mode, "seconds": seconds, "mb_per_s": m["bytes"] / 1e6 / seconds,
                       "peak_rss_mib": _peak_rss_mib(), "outputs": outputs,
-                      "scratch_mb": (spilled[0] / 1e6) if spilled else 0.0}))
+                      "scratch_mb": (spilled[0] / 1e6) if spilled else 0.0, **checks}))
 
 
 def main() -> None:
@@ -228,6 +247,8 @@ def main() -> None:
     ap.add_argument("--target-mb", type=float, default=128)
     ap.add_argument("--data", choices=("payload", "narrow"), default="payload")
     ap.add_argument("--budget-mb", type=int, default=1024, help="memory budget of sort and Z-order (MiB)")
+    ap.add_argument("--verify", action="store_true",
+                    help="check rows exact (checksum, every id once), sort order and Z-order spans of the outputs")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--repeat", type=int, default=3, help="runs of every mode; the median is reported")
     ap.add_argument("--workdir", default=None, help="keep the generated data here (default: a temp folder)")
@@ -236,7 +257,7 @@ def main() -> None:
     args = ap.parse_args()
     target = int(args.target_mb * 1e6)
     if args.child:
-        child(args.child, args.manifest, target, args.budget_mb << 20)
+        child(args.child, args.manifest, target, args.budget_mb << 20, args.verify)
         return
     try:
         import deltalake  # noqa: F401
@@ -262,7 +283,7 @@ def main() -> None:
             os.sync()   # the previous run's written pages reach the disk before this run's clock starts
             done = subprocess.run([sys.executable, __file__, "--child", mode, "--manifest",
                                    str(work / "manifest.json"), "--target-mb", str(args.target_mb),
-                                   "--budget-mb", str(args.budget_mb)],
+                                   "--budget-mb", str(args.budget_mb), *(["--verify"] if args.verify else [])],
                                   capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 print(f"{round_:<6} {mode:<14} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -271,6 +292,9 @@ def main() -> None:
             runs.setdefault(mode, []).append(r)
             print(f"{round_:<6} {mode:<14} {r['seconds']:8.1f} {r['mb_per_s']:8.1f} {r['peak_rss_mib']:13.0f}"
                   f" {r['outputs']:8d} {r['scratch_mb']:10.0f}", flush=True)
+            checks = {k: r[k] for k in ("rows_exact", "rows", "sort_violations", "spans") if k in r}
+            if checks:
+                print(f"       verified: {json.dumps(checks)}", flush=True)
     results = {mode: {"mb_per_s": statistics.median(r["mb_per_s"] for r in rs),
                       "peak_rss_mib": max(r["peak_rss_mib"] for r in rs)} for mode, rs in runs.items()}
     print(f"median of {args.repeat} run(s):")
