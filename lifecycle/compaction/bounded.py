@@ -57,6 +57,13 @@ def prefetched(read: RowReader, inputs: Sequence[FileInfo], pool: ThreadPoolExec
         yield from tables
 
 
+def _drain(tables: list[pa.Table]) -> Iterator[pa.Table]:
+    """The tables in order, each released by the list as it is handed on (the spill frees them chunk by chunk)."""
+    tables.reverse()
+    while tables:
+        yield tables.pop()
+
+
 def key_fn(strategy: Strategy) -> KeyFn:
     if strategy.name == SORT:
         return lambda t: sort_keys(t, strategy.columns, strategy.directions, strategy.nulls)
@@ -83,8 +90,7 @@ def rewrite_spilled(io: FileIO, head: list[pa.Table], rest: Iterator[pa.Table], 
         q = quantiles(sample_read, inputs, strategy.columns, pool, window, memory.chunk_bytes)
         extra = lambda t: t.append_column(Z, q.zvalues(t))   # noqa: E731
     keys = key_fn(strategy)
-    runs = spill_runs(itertools.chain(head, rest), keys, memory, extra)
-    head.clear()
+    runs = spill_runs(itertools.chain(_drain(head), rest), keys, memory, extra)
     return write_stream(io, merge_runs(runs, keys, memory, row_bytes), outputs, bounds, options, limiter, pool,
                         on_written)
 

@@ -125,7 +125,8 @@ class _Run:
 def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float) -> Iterator[pa.Table]:
     """The runs' rows in order (SEQ, RUN and Z columns included), in batches."""
     runs = [_Run(i, p) for i, p in enumerate(paths)]
-    refill = max(MIN_REFILL_ROWS, int(memory.budget_bytes / (4 * max(len(runs), 1) * max(row_bytes, 1.0))))
+    # about budget/6 loaded at once; a step holds the loaded rows, the carry and both takes
+    refill = max(MIN_REFILL_ROWS, int(memory.budget_bytes / (6 * max(len(runs), 1) * max(row_bytes, 1.0))))
     carry: pa.Table | None = None
     try:
         while True:
@@ -134,20 +135,22 @@ def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float)
             if not parts:
                 return
             pool = pa.concat_tables(parts)
-            pool = pool.take(ordering(pool, keys))
+            order = ordering(pool, keys)
             frontier = [r.last_seq for r in runs if not r.done]
             if not frontier:
-                yield pool
+                yield pool.take(order)
                 return
-            hit = np.asarray(pc.is_in(pool.column(SEQ), value_set=pa.array(frontier, pa.int64()))
-                             .to_numpy(zero_copy_only=False))
+            seq = pool.column(SEQ).take(order)
+            hit = np.asarray(pc.is_in(seq, value_set=pa.array(frontier, pa.int64())).to_numpy(zero_copy_only=False))
             cut = int(np.argmax(hit)) + 1
-            carry = pool.slice(cut)
+            # two takes, not one take and two slices: neither the rows emitted nor the carry pins this pool
+            emit, carry = pool.take(order.slice(0, cut)), pool.take(order.slice(cut))
+            del pool, parts, loaded, order, seq
             counts = np.bincount(np.asarray(carry.column(RUN).to_numpy()), minlength=len(runs))
             for r in runs:
                 r.pending = int(counts[r.index])
             crash_point("spill.merge-step")
-            yield pool.slice(0, cut)
+            yield emit
     finally:
         for r in runs:
             r.close()
