@@ -16,7 +16,6 @@ The scratch is local and never charged to the bandwidth limiter; its folder belo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +45,8 @@ class Memory:
 
     @property
     def chunk_bytes(self) -> int:
-        """Decoded rows of one sorted run: sorting one needs the rows, their sorted copy and the keys, while
-        the next one is read."""
-        return max(1 << 16, self.budget_bytes // 5)
+        """Decoded rows held at once: sorting needs the rows, their sorted copy and the keys."""
+        return max(1 << 16, self.budget_bytes // 4)
 
 
 def ordering(table: pa.Table, keys: KeyFn) -> pa.Array:
@@ -59,56 +57,38 @@ def ordering(table: pa.Table, keys: KeyFn) -> pa.Array:
     return pc.sort_indices(pa.table([*arrays, table.column(SEQ)], names=names), sort_keys=sort_keys)
 
 
-def _write_run(parts: list[pa.Table], first_seq: int, path: Path, keys: KeyFn, memory: Memory,
-               extra: Callable[[pa.Table], pa.Table] | None) -> None:
-    chunk = pa.concat_tables(parts).combine_chunks()
-    parts.clear()
-    chunk = chunk.append_column(SEQ, pa.array(np.arange(first_seq, first_seq + chunk.num_rows, dtype=np.int64)))
-    if extra is not None:
-        chunk = extra(chunk)
-    chunk = chunk.take(ordering(chunk, keys))
-    # small batches: the merge holds at least one of every run, so they stay small beside the budget
-    batch_bytes = min(RUN_BATCH_BYTES, memory.chunk_bytes // 64)
-    batch_rows = max(MIN_BATCH_ROWS, int(batch_bytes * chunk.num_rows / max(chunk.nbytes, 1)))
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, chunk.schema, options=IPC_OPTIONS) as w:
-        w.write_table(chunk, max_chunksize=batch_rows)
-    crash_point("spill.after-run")
-
-
 def spill_runs(chunks: Iterator[pa.Table], keys: KeyFn, memory: Memory,
-               extra: Callable[[pa.Table], pa.Table] | None = None, pool: Executor | None = None) -> list[Path]:
-    """Sort the rows `chunks` yields, a budget-sized chunk at a time, into run files in the scratch folder.
-    With a pool, one chunk is sorted and written there while the next one is read."""
+               extra: Callable[[pa.Table], pa.Table] | None = None) -> list[Path]:
+    """Sort the rows `chunks` yields, a budget-sized chunk at a time, into run files in the scratch folder."""
     runs: list[Path] = []
     held: list[pa.Table] = []
     size = seq = 0
-    pending: Future[None] | None = None
 
     def spill() -> None:
-        nonlocal held, size, seq, pending
-        parts, rows = held, sum(t.num_rows for t in held)
+        nonlocal held, size, seq
+        chunk = pa.concat_tables(held).combine_chunks()
         held, size = [], 0
-        if pending is not None:
-            pending.result()
+        chunk = chunk.append_column(SEQ, pa.array(np.arange(seq, seq + chunk.num_rows, dtype=np.int64)))
+        seq += chunk.num_rows
+        if extra is not None:
+            chunk = extra(chunk)
+        chunk = chunk.take(ordering(chunk, keys))
         path = memory.scratch / f"run-{len(runs):05d}.arrow"
+        # small batches: the merge holds at least one of every run, so they stay small beside the budget
+        batch_bytes = min(RUN_BATCH_BYTES, memory.chunk_bytes // 64)
+        batch_rows = max(MIN_BATCH_ROWS, int(batch_bytes * chunk.num_rows / max(chunk.nbytes, 1)))
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, chunk.schema, options=IPC_OPTIONS) as w:
+            w.write_table(chunk, max_chunksize=batch_rows)
         runs.append(path)
-        if pool is None:
-            _write_run(parts, seq, path, keys, memory, extra)
-        else:
-            pending = pool.submit(_write_run, parts, seq, path, keys, memory, extra)
-        seq += rows
+        crash_point("spill.after-run")
 
-    try:
-        for table in chunks:
-            held.append(table)
-            size += table.nbytes
-            if size >= memory.chunk_bytes:
-                spill()
-        if held:
+    for table in chunks:
+        held.append(table)
+        size += table.nbytes
+        if size >= memory.chunk_bytes:
             spill()
-    finally:
-        if pending is not None:
-            pending.result()
+    if held:
+        spill()
     return runs
 
 

@@ -5,7 +5,7 @@ Output i of k gets rows [i*R/k, (i+1)*R/k) of the group (R rows; concatenated in
 sorted order otherwise), so each output is an independent unit of work: up to `threads` outputs are written
 concurrently (pyarrow decodes, encodes and compresses without the GIL). Bin-pack output i reads only the
 row groups overlapping its range, streaming: memory is bounded by threads x row-group size, not by the group.
-Sort and Z-order read the group in input order; if its decoded rows fit a fifth of the memory budget they
+Sort and Z-order read the group in input order; if its decoded rows fit a quarter of the memory budget they
 order it once in memory and write the outputs concurrently from slices of the ordering, otherwise the rows
 are spilled as sorted runs to local scratch and merged into the outputs (lifecycle.compaction.bounded).
 
@@ -113,7 +113,7 @@ def rewrite_group(io: FileIO, inputs: Sequence[FileInfo], outputs: Sequence[str]
     any error the files being written are closed and the error is raised; files already complete stay
     (the caller's journal owns them). `reader` replaces the plain parquet reader (merge-on-read: rows with
     their deletes applied, lifecycle.compaction.mor_read; the inputs' `records` are then live rows).
-    `memory` bounds sort and Z-order: a group whose decoded rows exceed a fifth of the budget is spilled to
+    `memory` bounds sort and Z-order: a group whose decoded rows exceed a quarter of the budget is spilled to
     its scratch folder and merged (lifecycle.compaction.bounded); without it the group is ordered in memory."""
     read: RowReader = reader or (lambda ins, lo, hi: read_rows(io, ins, lo, hi, options.schema, limiter))
     total = sum(f.records for f in inputs)

@@ -32,7 +32,7 @@ from tests.integration.test_fleet import REDIS_URL, redis_db, send, signed
 pytestmark = pytest.mark.chaos
 __all__ = ["redis_db"]   # the fixture, used by name
 PARTITION = "mission_id=apollo-7,day=2024-03-15"
-BUDGET = 16 << 20        # the smallest budget the settings accept: runs of ~3 MiB, a handful here
+BUDGET = 16 << 20        # the smallest budget the settings accept: 4 MiB chunks, a handful of runs here
 
 
 @pytest.mark.parametrize("crash_at", ["spill.after-run:2", "spill.merge-step:2"])

@@ -27,7 +27,7 @@ from tests.integration.test_compaction import (
 )
 from tests.integration.test_compaction_order import _add_rows_with_null_kinds, _mean_spans, _sort_key
 
-TINY = 256 << 10     # 64 KiB runs (the floor): every group here spills a dozen runs or more
+TINY = 256 << 10     # 64 KiB chunks: every group here spills a dozen runs or more
 
 
 def bounded(ctx: JobContext, scratch: Path, budget: int = TINY, **values: Any) -> JobContext:

@@ -18,7 +18,7 @@ from lifecycle.compaction.rewrite import OutputOptions, rewrite_group
 from lifecycle.compaction.zorder import Quantiles
 
 SCHEMA = pa.schema([("id", pa.int64()), ("kind", pa.string()), ("ts", pa.timestamp("us")), ("v", pa.float64())])
-TINY = 1 << 18        # 256 KiB budget: 64 KiB runs (the floor), a few thousand rows each
+TINY = 1 << 18        # 256 KiB budget: 64 KiB chunks, a few thousand rows per run
 
 
 def _inputs(tmp_path: Path, n_files: int, rows: int, seed: int = 1) -> list[FileInfo]:
