@@ -16,6 +16,7 @@ The scratch is local and never charged to the bandwidth limiter; its folder belo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +58,18 @@ def ordering(table: pa.Table, keys: KeyFn) -> pa.Array:
     return pc.sort_indices(pa.table([*arrays, table.column(SEQ)], names=names), sort_keys=sort_keys)
 
 
+def taken(table: pa.Table, order: pa.Array, pool: Executor | None) -> pa.Table:
+    """table.take(order), in two halves on the pool (pyarrow takes outside the GIL): a compact table either way."""
+    half = len(order) // 2
+    if pool is None or half < MIN_REFILL_ROWS:
+        return table.take(order)
+    first = pool.submit(table.take, order.slice(0, half))
+    second = table.take(order.slice(half))
+    return pa.concat_tables([first.result(), second])
+
+
 def spill_runs(chunks: Iterator[pa.Table], keys: KeyFn, memory: Memory,
-               extra: Callable[[pa.Table], pa.Table] | None = None) -> list[Path]:
+               extra: Callable[[pa.Table], pa.Table] | None = None, pool: Executor | None = None) -> list[Path]:
     """Sort the rows `chunks` yields, a budget-sized chunk at a time, into run files in the scratch folder."""
     runs: list[Path] = []
     held: list[pa.Table] = []
@@ -72,7 +83,7 @@ def spill_runs(chunks: Iterator[pa.Table], keys: KeyFn, memory: Memory,
         seq += chunk.num_rows
         if extra is not None:
             chunk = extra(chunk)
-        chunk = chunk.take(ordering(chunk, keys))
+        chunk = taken(chunk, ordering(chunk, keys), pool)
         path = memory.scratch / f"run-{len(runs):05d}.arrow"
         # small batches: the merge holds at least one of every run, so they stay small beside the budget
         batch_bytes = min(RUN_BATCH_BYTES, memory.chunk_bytes // 64)
@@ -122,7 +133,8 @@ class _Run:
         self._file.close()
 
 
-def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float) -> Iterator[pa.Table]:
+def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float,
+               workers: Executor | None = None) -> Iterator[pa.Table]:
     """The runs' rows in order (SEQ, RUN and Z columns included), in batches."""
     runs = [_Run(i, p) for i, p in enumerate(paths)]
     # about budget/6 loaded at once; a step holds the loaded rows, the carry and both takes
@@ -138,13 +150,13 @@ def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float)
             order = ordering(pool, keys)
             frontier = [r.last_seq for r in runs if not r.done]
             if not frontier:
-                yield pool.take(order)
+                yield taken(pool, order, workers)
                 return
             seq = pool.column(SEQ).take(order)
             hit = np.asarray(pc.is_in(seq, value_set=pa.array(frontier, pa.int64())).to_numpy(zero_copy_only=False))
             cut = int(np.argmax(hit)) + 1
             # two takes, not one take and two slices: neither the rows emitted nor the carry pins this pool
-            emit, carry = pool.take(order.slice(0, cut)), pool.take(order.slice(cut))
+            emit, carry = taken(pool, order.slice(0, cut), workers), taken(pool, order.slice(cut), workers)
             del pool, parts, loaded, order, seq
             counts = np.bincount(np.asarray(carry.column(RUN).to_numpy()), minlength=len(runs))
             for r in runs:
