@@ -26,7 +26,7 @@ KINDS = ("every", "daily", "weekly", "monthly")
 _MAX_CHECK = 300.0
 
 
-class WindowedSchedule(schedule):  # type: ignore[misc]
+class WindowedSchedule(schedule):  # type: ignore[misc]  # celery ships no types: its base is Any
     """A cadence (`every` N seconds, or once per day/week/month at `offset` into the period) gated by windows.
 
     `allowed`: emit only inside these UTC windows (a daily job then runs once per window occurrence, at
@@ -182,6 +182,6 @@ def build_schedule(settings: Settings, tables: Sequence[str], clock: Clock | Non
 
 def beat_tables(settings: Settings) -> list[str]:
     """The tables beat schedules: the configured ones, else every table in the default namespace."""
-    from lifecycle.catalog import all_tables, open_catalog
+    from lifecycle.iceberg.catalog import all_tables, open_catalog
 
     return all_tables(open_catalog(settings), settings)

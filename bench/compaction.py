@@ -112,7 +112,7 @@ def generate_narrow(work: Path, mb: float, lo_mb: float, hi_mb: float, delta: bo
 
 
 def generate(work: Path, mb: float, lo_mb: float, hi_mb: float, delta: bool) -> dict[str, Any]:
-    from lifecycle.synth import ArchiveSpec, build_archive
+    from lifecycle_cli.synth import ArchiveSpec, build_archive
 
     n = max(2, math.ceil(mb / ((lo_mb + hi_mb) / 2)))
     spec = ArchiveSpec(partitions=[("apollo-7", date(2024, 3, 15))], files_per_partition=n,

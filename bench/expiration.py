@@ -3,7 +3,7 @@
     .venv/bin/python bench/expiration.py                     # 1,000 snapshots
     .venv/bin/python bench/expiration.py --snapshots 1000 3000 --workdir /tmp/exp-bench
 
-Tables come from `lifecycle.synth` (N back-dated snapshots over 60 days, every 5th one rewriting an earlier
+Tables come from `lifecycle_cli.synth` (N back-dated snapshots over 60 days, every 5th one rewriting an earlier
 file, so an N-snapshot table has ~0.4·N² manifest-list entries). A built table is reused from --workdir.
 "Cold" is a fresh process-level cache (every manifest list and manifest read and decoded); "warm" is the
 same cache again, as in a long-lived worker running its daily expiration. Planning = retention selection +
@@ -38,9 +38,9 @@ from pyiceberg.typedef import Record
 from lifecycle.clock import ManualClock, to_millis
 from lifecycle.expiration.plan import plan_expiration
 from lifecycle.expiration.retention import Retention, select_expired
-from lifecycle.reachability import ManifestCache, reachable_from
-from lifecycle.reachability_cache import PersistentManifestCache
-from lifecycle.synth import ArchiveSpec, _write_manifest, build_archive, create_table, synth_lineage
+from lifecycle.iceberg.reachability import ManifestCache, reachable_from
+from lifecycle.iceberg.reachability_cache import PersistentManifestCache
+from lifecycle_cli.synth import ArchiveSpec, _write_manifest, build_archive, create_table, synth_lineage
 
 NOW = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 TABLE = "archive.sda_observations"
@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/lifecycle-bench-expiration"))
     parser.add_argument("--repeat", type=int, default=3, help="cold/warm pairs; the best of each is shown")
     parser.add_argument("--shape", choices=["synth", "merged"], default="synth",
-                        help="synth: lifecycle.synth's append history (N²/2 list entries); merged: bounded lists")
+                        help="synth: lifecycle_cli.synth's append history (N²/2 list entries); merged: bounded lists")
     parser.add_argument("--window", type=int, default=50, help="manifests per list for --shape merged")
     args = parser.parse_args()
     print(f"shape: {args.shape}" + (f", {args.window} manifests per list" if args.shape == "merged" else ""))

@@ -29,7 +29,7 @@ def build_table(catalog: object, partitions: int, files: int) -> object:
     from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
     from pyiceberg.typedef import Record
 
-    from lifecycle.synth import ArchiveSpec, create_table, synth_lineage
+    from lifecycle_cli.synth import ArchiveSpec, create_table, synth_lineage
 
     table = create_table(catalog, ArchiveSpec(partitions=[]))  # type: ignore[arg-type]
     base = date(2020, 1, 1)
@@ -76,14 +76,14 @@ def main() -> None:
 
     r = redis.Redis.from_url(broker)
     r.flushdb()
-    from lifecycle.catalog import open_catalog
+    from lifecycle.iceberg.catalog import open_catalog
     from lifecycle.settings import load
 
     settings = load()
     t0 = time.perf_counter()
     table = build_table(open_catalog(settings), args.partitions, args.files)
     build_s = time.perf_counter() - t0
-    from lifecycle.fleet import candidate_partitions
+    from lifecycle.compaction.fanout import candidate_partitions
     from workers.tasks import FANOUT_BATCH, _plan_compaction, send_job
 
     ts = settings.for_table("archive.sda_observations")
@@ -100,7 +100,7 @@ def main() -> None:
     queued = r.llen("compaction")
     r.flushdb()
     t0 = time.perf_counter()
-    from lifecycle.admission import PLAN, sign_message
+    from lifecycle.jobs.admission import PLAN, sign_message
 
     auth = sign_message(settings, PLAN, "archive.sda_observations", None, True, None)  # as lifecycle-cli enqueue
     ids = _plan_compaction(None, "archive.sda_observations", manual=True, auth=auth)

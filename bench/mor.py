@@ -31,7 +31,7 @@ from lifecycle.compaction.mor_read import LiveGroup
 from lifecycle.compaction.planner import BINPACK, FileGroup, Strategy
 from lifecycle.compaction.rewrite import OutputOptions, compaction_threads, rewrite_group, row_group_rows
 from lifecycle.compaction.scan import live_files
-from lifecycle.synth import ArchiveSpec, build_archive
+from lifecycle_cli.synth import ArchiveSpec, build_archive
 from tests.iceberg_writes import commit_equality_delete, commit_position_delete
 
 PART = "mission_id=apollo-7,day=2024-03-15"

@@ -117,9 +117,9 @@ def _rss_mb() -> float:
 
 def measure(root: str, s3: dict[str, str] | None, clock_days: float, out: Any) -> None:
     """In a fresh process: live set, streaming scan, deletes; peak RSS."""
+    from lifecycle.iceberg.reachability import ManifestCache, live_set
     from lifecycle.orphans.classify import Guards, classify_all
     from lifecycle.orphans.listing import list_files
-    from lifecycle.reachability import ManifestCache, live_set
     from lifecycle.safety.deletes import TableFiles, delete_files
     from lifecycle.safety.paths import LiveIndex, Schemes, location_prefix
 

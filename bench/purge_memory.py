@@ -51,7 +51,7 @@ def build_table(root: Path, live: int) -> None:
     from pyiceberg.table.update import AddSnapshotUpdate, AssertRefSnapshotId, SetSnapshotRefUpdate
     from pyiceberg.typedef import Record
 
-    from lifecycle.synth import ArchiveSpec, create_table, synth_lineage
+    from lifecycle_cli.synth import ArchiveSpec, create_table, synth_lineage
 
     (root / "wh").mkdir(parents=True, exist_ok=True)
     catalog = _catalog(root)

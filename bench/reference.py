@@ -5,7 +5,7 @@ against `expire_snapshots`, the orphan scan against `remove_orphan_files(dry_run
     scripts/interop-setup                                   # the reference's toolchain, once
     .venv/bin/python bench/reference.py --mb 100 355 --snapshots 100 300
 
-Each compaction input is one partition of small zstd files (lifecycle.synth, --file-mb sizes) registered
+Each compaction input is one partition of small zstd files (lifecycle_cli.synth, --file-mb sizes) registered
 twice from the same metadata file: one copy compacted by us (the `compact` job, in this process, commit
 included), one by `CALL rewrite_data_files` (commit included). CPU seconds are user+system of the process
 doing the work (ours: this Python process, read with getrusage; the reference: the JVM, from /proc); wall is
@@ -34,9 +34,9 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lifecycle.jobs.base import JobRequest
-from lifecycle.runtime import build_context, execute
+from lifecycle.jobs.runtime import build_context, execute
 from lifecycle.settings import from_mapping
-from lifecycle.synth import ArchiveSpec, build_archive
+from lifecycle_cli.synth import ArchiveSpec, build_archive
 from tests.interop import spark as spark_mod
 from tests.interop import toolchain
 

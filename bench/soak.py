@@ -41,12 +41,12 @@ from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lifecycle.catalog import open_catalog  # noqa: E402
-from lifecycle.datafiles import data_file_from_parquet  # noqa: E402
+from lifecycle.iceberg.catalog import open_catalog  # noqa: E402
+from lifecycle.iceberg.datafiles import data_file_from_parquet  # noqa: E402
 from lifecycle.settings import Settings, from_mapping  # noqa: E402
 from lifecycle.state.store import StateStore  # noqa: E402
 from lifecycle.state.writers import WriterHeartbeat  # noqa: E402
-from lifecycle.synth import ArchiveSpec, OrphanSpec, build_archive, make_rows, partition_path, write_file  # noqa: E402
+from lifecycle_cli.synth import ArchiveSpec, OrphanSpec, build_archive, make_rows, partition_path, write_file  # noqa: E402
 
 PHASES = ("baseline", "fleet", "after")
 JOBS_CADENCE = {  # seconds between runs on the compressed schedule
@@ -172,10 +172,10 @@ def query_load(settings: Settings, parts: list[tuple[str, date]], per_minute: fl
 def fleet_main(config: str, log_path: str, seconds: float, nice: bool) -> None:
     """The fleet phase's worker process: every job on the compressed schedule, lower priority."""
     if nice:
-        from lifecycle.priority import lower_priority
+        from lifecycle.fleet.priority import lower_priority
         lower_priority(10)
     from lifecycle.jobs.base import JobRequest
-    from lifecycle.runtime import build_context, execute
+    from lifecycle.jobs.runtime import build_context, execute
     from lifecycle.settings import load as load_settings
 
     settings = load_settings(config, env={})

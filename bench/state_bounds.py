@@ -4,7 +4,7 @@ deploy/k8s/base/workers/control.yaml).
 
 Builds a table whose current snapshot references --files live data files (synthetic manifest entries in
 --commits fast appends: planning reads manifests, never data), then in fresh subprocesses:
-- `census`: today's fan-out (lifecycle.fleet.fanout_plan, streamed per manifest);
+- `census`: today's fan-out (lifecycle.compaction.fanout.fanout_plan, streamed per manifest);
 - `live_files`: the previous fan-out's input (every live DataFile held at once), for comparison;
 - `prune`: lifecycle.state.prune over --journal-rows journal rows (and --runs job runs) older than the retention.
 
@@ -40,8 +40,8 @@ def build_table(settings: object, files: int, partitions: int, commits: int) -> 
     from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
     from pyiceberg.typedef import Record
 
-    from lifecycle.catalog import open_catalog
-    from lifecycle.synth import ArchiveSpec, create_table, synth_lineage
+    from lifecycle.iceberg.catalog import open_catalog
+    from lifecycle_cli.synth import ArchiveSpec, create_table, synth_lineage
 
     table = create_table(open_catalog(settings), ArchiveSpec(partitions=[]))  # type: ignore[arg-type]
     loc = table.location().rstrip("/")
@@ -87,12 +87,12 @@ def measure(what: str) -> dict[str, float]:
     settings = load()
     t0 = time.perf_counter()
     if what in ("census", "live_files"):
-        from lifecycle.catalog import open_catalog
+        from lifecycle.iceberg.catalog import open_catalog
 
         table = open_catalog(settings).load_table(TABLE)
         base = peak_mib()
         if what == "census":
-            from lifecycle.fleet import fanout_plan
+            from lifecycle.compaction.fanout import fanout_plan
 
             parts, backlog = fanout_plan(table, TABLE, settings.for_table(TABLE))
             out = {"candidates": len(parts), "backlog": backlog}

@@ -76,7 +76,7 @@ class GcDisabledError(UnsafeDeleteError):
     """The table sets `gc.enabled=false`: no job may delete its files (exit 1, nothing changed)."""
 
 
-class LineageValidationError(LifecycleError, ValidationException):  # type: ignore[misc]
+class LineageValidationError(LifecycleError, ValidationException):
     """A snapshot summary lacks required lineage fields; the commit is refused before the CAS.
 
     Also a PyIceberg `ValidationException`: PyIceberg never retries it (a `CommitFailedException` would be

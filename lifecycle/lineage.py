@@ -27,7 +27,7 @@ from pyiceberg.table.update import AddSnapshotUpdate
 
 from lifecycle import log, metrics
 from lifecycle.errors import LineageValidationError
-from lifecycle.reachability import reachable_from
+from lifecycle.iceberg.reachability import reachable_from
 from lifecycle.safety.deletes import TableFiles, delete_files
 from lifecycle.safety.paths import PathSet, is_under, parse
 
@@ -86,7 +86,7 @@ def table_name(table: Any) -> str:
     return ".".join(name) if isinstance(name, tuple | list) else str(name)
 
 
-class _LineageGuard(Catalog):  # type: ignore[misc]
+class _LineageGuard(Catalog):
     """Mixed in front of the wrapped catalog's own class by `guard_catalog`."""
 
     _lineage_remove_refused: bool = False
@@ -105,7 +105,7 @@ class _LineageGuard(Catalog):  # type: ignore[misc]
                              snapshot_id=update.snapshot.snapshot_id, data_files_removed=len(removed))
                 raise
         # the concrete catalog class follows this mixin in the MRO (guard_catalog), so super() is not abstract
-        return super().commit_table(table, requirements, updates)  # type: ignore[safe-super]
+        return super().commit_table(table, requirements, updates)  # type: ignore[safe-super]  # see above
 
 
 @functools.cache

@@ -73,7 +73,7 @@ def configure(level: str = "WARNING") -> None:
         if not any(getattr(h, "_lifecycle", False) for h in logger.handlers):
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(JsonFormatter())
-            handler._lifecycle = True  # type: ignore[attr-defined]
+            handler._lifecycle = True  # type: ignore[attr-defined]  # our marker on a stdlib handler
             logger.addHandler(handler)
 
 

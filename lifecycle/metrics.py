@@ -33,7 +33,7 @@ def multiprocess_values(env: dict[str, str] | None = None) -> bool:
             folder = ""
     if folder:
         if values.ValueClass is values.MutexValue:
-            values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+            values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]  # prometheus_client is untyped
         return True
     values.ValueClass = values.MutexValue
     return False
@@ -113,7 +113,7 @@ CONTRACT_NAMES = (
 )
 
 # ---- fleet trust (request validation, poison partitions, the reaper) ---------------------------------------
-# `reason` is one of lifecycle.admission.REASONS: never a label taken from a message.
+# `reason` is one of lifecycle.jobs.admission.REASONS: never a label taken from a message.
 MESSAGES_REJECTED = Counter(
     "lifecycle_messages_rejected", "Fleet messages refused by request validation (acknowledged, nothing run)",
     ["reason"],

@@ -5,8 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from lifecycle.errors import ConfigError
+
+
+class Gate(StrEnum):
+    """Which quiet window a scheduled run respects (manual runs bypass every window)."""
+
+    OUTSIDE_PAUSED = "outside-paused"    # not inside `[windows] compaction_paused`
+    INSIDE_ALLOWED = "inside-allowed"    # only inside `[windows] expiration_allowed`
+    ALWAYS = "always"
+
 
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
 
@@ -54,15 +64,12 @@ def _instants(when: datetime, tolerance: float) -> list[datetime]:
     return out
 
 
-def scheduled_window_open(job: str, when: datetime, paused: tuple[Window, ...], allowed: tuple[Window, ...],
-                          tolerance: float = 0.0) -> bool:
-    """May a scheduled `job` run at `when` on this host's clock? Compaction outside the paused windows, expire and
-    purge inside the allowed ones; other jobs always. `tolerance` (`fleet.max_clock_skew_seconds`) widens the
-    answer to any instant within that many seconds, so a host whose clock runs a little behind or ahead of
-    beat's does not refuse (or stop) the run beat emitted inside the window."""
-    from lifecycle.jobs.specs import Gate, spec
-
-    gate = spec(job).gate
+def gate_open(gate: Gate, when: datetime, paused: tuple[Window, ...], allowed: tuple[Window, ...],
+              tolerance: float = 0.0) -> bool:
+    """May a scheduled run under `gate` run at `when` on this host's clock? OUTSIDE_PAUSED outside the paused
+    windows, INSIDE_ALLOWED inside the allowed ones, ALWAYS always. `tolerance` (`fleet.max_clock_skew_seconds`)
+    widens the answer to any instant within that many seconds, so a host whose clock runs a little behind or
+    ahead of beat's does not refuse (or stop) the run beat emitted inside the window."""
     if gate is Gate.OUTSIDE_PAUSED:
         return any(not in_any(paused, t) for t in _instants(when, tolerance))
     if gate is Gate.INSIDE_ALLOWED:

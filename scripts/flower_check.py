@@ -116,9 +116,9 @@ return {heads: heads, rows: rows, clipped: clipped};
 
 
 def setup(work: Path, redis_url: str) -> dict[str, str]:
-    from lifecycle.catalog import open_catalog
+    from lifecycle.iceberg.catalog import open_catalog
     from lifecycle.settings import load
-    from lifecycle.synth import ArchiveSpec, build_archive
+    from lifecycle_cli.synth import ArchiveSpec, build_archive
 
     config = work / "lifecycle.toml"
     config.write_text(
@@ -141,7 +141,7 @@ def main() -> int:
 
     import redis
 
-    from lifecycle import embedded_pg
+    from lifecycle.state import embedded_pg
 
     redis.Redis.from_url(args.redis).flushdb()
     work = Path(tempfile.mkdtemp(prefix="lifecycle-flower-check-"))

@@ -85,7 +85,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 
 @pytest.fixture
 def catalog(settings: Settings) -> Any:
-    from lifecycle.catalog import open_catalog
+    from lifecycle.iceberg.catalog import open_catalog
 
     return open_catalog(settings)
 
@@ -129,7 +129,7 @@ def cli_env(config: Path, **extra: str) -> dict[str, str]:
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lifecycle", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "lifecycle_cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout, cwd=REPO)
 
 

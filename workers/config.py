@@ -6,13 +6,10 @@ Queues (a contract the deployment relies on): `compaction`, `expiration` (expire
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lifecycle.errors import ConfigError
 from lifecycle.jobs.specs import JOBS
 from lifecycle.jobs.specs import QUEUES as QUEUES
 from lifecycle.settings import Settings
@@ -23,30 +20,11 @@ JOB_QUEUES = {s.name: s.queue for s in JOBS}
 PLAN_COMPACTION_TASK = "lifecycle.plan-compaction"
 REAP_TASK = "lifecycle.reap"
 
-# The broker redelivers an unacked message after the visibility timeout, so every task must finish
-# (hard time limit) well before it: a late-acked task running past it would run twice.
-DEFAULT_VISIBILITY_TIMEOUT = 6 * 3600
-
-
-def _float_env(env: Mapping[str, str], name: str) -> float | None:
-    raw = env.get(name)
-    if not raw:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from None
-
-
-def time_limits(env: Mapping[str, str]) -> tuple[float, float, float]:
-    """(visibility timeout, soft limit, hard limit); limits default to 80 % / 90 % of the timeout."""
-    visibility = _float_env(env, "LIFECYCLE_VISIBILITY_TIMEOUT") or DEFAULT_VISIBILITY_TIMEOUT
-    hard = _float_env(env, "LIFECYCLE_TASK_TIME_LIMIT") or visibility * 0.9
-    soft = _float_env(env, "LIFECYCLE_TASK_SOFT_TIME_LIMIT") or min(visibility * 0.8, hard * 0.9)
-    if not soft < hard < visibility:
-        raise ConfigError(
-            f"task time limits must satisfy soft < hard < visibility timeout, got {soft} / {hard} / {visibility}"
-        )
+def time_limits(settings: Settings) -> tuple[float, float, float]:
+    """(visibility timeout, soft limit, hard limit) from `[fleet]`: the broker redelivers an unacked message
+    after the visibility timeout, so every task must finish (hard limit) well before it (validated by
+    lifecycle/settings.py: soft < hard < visibility timeout)."""
+    soft, hard, visibility = settings.fleet.task_limits()
     return visibility, soft, hard
 
 
@@ -68,14 +46,13 @@ def is_redis(url: str) -> bool:
     return url.startswith(("redis://", "rediss://", "redis+socket://"))
 
 
-def celery_config(settings: Settings, env: Mapping[str, str] | None = None, beat: bool | None = None) -> dict[str, Any]:
+def celery_config(settings: Settings, beat: bool | None = None) -> dict[str, Any]:
     """The Celery configuration. No key holds a secret that Celery's censor would show (`celery inspect conf`,
     Flower's worker config page): `broker_url` is the only credential-bearing key and Celery masks it; the
     redbeat keys, whose Redis URL Celery would print in clear, are set only in the `celery beat` process
     (`beat`, default: "beat" on the command line), which answers no remote-control command."""
-    env = os.environ if env is None else env
     beat = "beat" in sys.argv[1:] if beat is None else beat
-    visibility, soft, hard = time_limits(env)
+    visibility, soft, hard = time_limits(settings)
     broker = settings.fleet.broker_url
     embedded = not broker
     if embedded:

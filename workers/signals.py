@@ -8,7 +8,7 @@
 - (workers/app.py, worker main process, before any metric is made and the pool forks):
   PROMETHEUS_MULTIPROC_DIR is set (default: a private new folder under the temp folder) and emptied; see
   workers/metrics_dir.py.
-- `worker_ready`: the main process serves `/metrics` on `fleet.metrics_port` (LIFECYCLE_METRICS_PORT wins),
+- `worker_ready`: the main process serves `/metrics` on `fleet.metrics_port` (LIFECYCLE_METRICS_PORT overrides it),
   aggregating every child; a thread touches LIFECYCLE_HEARTBEAT_FILE every ~15 s for the liveness probe.
 - `worker_shutting_down` (main) touches a marker file that every child watches (`worker_process_init`):
   running jobs stop cleanly at their next checkpoint and the message is requeued for another worker.
@@ -39,9 +39,6 @@ HEARTBEAT_SECONDS = 15.0
 
 
 def metrics_port() -> int:
-    raw = os.environ.get("LIFECYCLE_METRICS_PORT")
-    if raw:
-        return int(raw)
     from workers.app import settings
 
     return settings.fleet.metrics_port
@@ -52,7 +49,7 @@ def serve_metrics(port: int) -> Any:
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client is untyped
     return start_http_server(port, addr=os.environ.get("LIFECYCLE_METRICS_ADDR", "0.0.0.0"), registry=registry)
 
 
@@ -112,7 +109,9 @@ def _worker_shutting_down(**_: Any) -> None:
 
 
 def _child_init(**_: Any) -> None:
-    from lifecycle import admission, metrics, priority
+    from lifecycle import metrics
+    from lifecycle.fleet import priority
+    from lifecycle.jobs import admission
     from lifecycle.jobs.base import JOB_NAMES
     from workers import tasks
 
@@ -149,7 +148,7 @@ def _child_exit(pid: int | None = None, **_: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
+        multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]  # untyped library
 
 
 def worker_log_level(celery_level: int | str | None, env: dict[str, str] | None = None) -> str:

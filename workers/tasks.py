@@ -15,14 +15,15 @@ from typing import Any
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from lifecycle import log, metrics
-from lifecycle.admission import PLAN, RequestRejected, admit_message, sign_message
 from lifecycle.bandwidth import process_limiter
-from lifecycle.bandwidth_redis import fleet_limiter
-from lifecycle.catalog import all_tables
 from lifecycle.clock import default_clock
-from lifecycle.fleet import fanout_plan, message_run_id, run_fleet_job
+from lifecycle.compaction.fanout import fanout_plan
+from lifecycle.fleet.bandwidth_redis import fleet_limiter
+from lifecycle.fleet.execution import message_run_id, run_fleet_job
+from lifecycle.fleet.reaper import reap
+from lifecycle.iceberg.catalog import all_tables
+from lifecycle.jobs.admission import PLAN, RequestRejected, admit_message, sign_message
 from lifecycle.jobs.base import JOB_NAMES, STOPPED, JobContext, JobRequest
-from lifecycle.reaper import reap
 from lifecycle.settings import Settings, load
 from lifecycle.state.models import JobRun
 from lifecycle.state.prune import prune
@@ -44,7 +45,7 @@ def context() -> JobContext:
     """This worker process's job context (catalog, state store, limiter), built once after fork."""
     global _context, _context_pid
     if _context is None or _context_pid != os.getpid():
-        from lifecycle.runtime import build_context
+        from lifecycle.jobs.runtime import build_context
 
         settings = load()
         limiter = fleet_limiter(settings) or process_limiter(settings)
@@ -188,7 +189,7 @@ def send_plan_compaction(table: str, manual: bool = True) -> str:
 
 def _reap_runs() -> dict[str, Any]:
     """Re-send dead runs (never the queued or out-of-window ones), end exhausted ones failed, prune old state
-    rows, refresh the quarantine gauge (lifecycle/reaper.py)."""
+    rows, refresh the quarantine gauge (lifecycle/fleet/reaper.py)."""
     ctx = context()
 
     def enqueue(run: JobRun) -> str:

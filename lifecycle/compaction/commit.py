@@ -29,7 +29,7 @@ from lifecycle.compaction.mor_index import dangling as find_dangling
 from lifecycle.compaction.mor_index import snapshot_files, unpartitioned_specs
 from lifecycle.compaction.validate import RewriteCheck, WindowCache, conflicts
 from lifecycle.errors import PartitionError
-from lifecycle.partitions import parse_partition, row_filter
+from lifecycle.iceberg.partitions import parse_partition, row_filter
 from lifecycle.safety.commit import DEFAULT_POLICY, RetryPolicy, commit_with_retries
 
 
@@ -49,7 +49,7 @@ class CommitResult:
     removed_deletes: list[str] = field(default_factory=list)  # dangling delete files the snapshot removed
 
 
-class GroupConflict(ValidationException):  # type: ignore[misc]
+class GroupConflict(ValidationException):
     """One group of the batch may not commit on the current head (raised inside PyIceberg's retry)."""
 
     def __init__(self, reasons: Mapping[str, str]) -> None:
@@ -78,7 +78,7 @@ def head_files(table: Table, partitions: Sequence[str]) -> dict[str, DataFile]:
     return {e.data_file.file_path: e.data_file for e in files.data}
 
 
-class ReplaceFiles(_OverwriteFiles):  # type: ignore[misc]
+class ReplaceFiles(_OverwriteFiles):
     """Overwrite producer with rewrite semantics (validated per group from its base) and a `replace` summary."""
 
     groups: Sequence[GroupCommit] = ()

@@ -25,9 +25,9 @@ from lifecycle.compaction.commit import CommitResult, GroupCommit, commit_groups
 from lifecycle.compaction.mor_commit import removed_per_group
 from lifecycle.compaction.planner import FileGroup
 from lifecycle.compaction.validate import RewriteCheck
-from lifecycle.datafiles import data_file_from_parquet
 from lifecycle.errors import CommitConflictError, CommitOutcomeUnknownError, LifecycleError, StaleStateError
 from lifecycle.faults import crash_point
+from lifecycle.iceberg.datafiles import data_file_from_parquet
 from lifecycle.identity import fleet_properties
 from lifecycle.jobs.base import JobContext
 from lifecycle.safety.staged import remove_staged

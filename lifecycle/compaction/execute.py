@@ -23,8 +23,8 @@ from lifecycle.compaction.planner import SORT, ZORDER, FileGroup, Strategy
 from lifecycle.compaction.rewrite import Memory, OutputOptions, compaction_threads, rewrite_group, row_group_rows
 from lifecycle.compaction.scratch import SCRATCH, recover_scratch, scratch_entry, scratch_root, use_scratch
 from lifecycle.faults import crash_point
+from lifecycle.iceberg.partitions import parse_partition
 from lifecycle.jobs.base import JobContext
-from lifecycle.partitions import parse_partition
 from lifecycle.safety.landed import LiveSets, landed, settled
 from lifecycle.safety.staged import remove_staged
 from lifecycle.state.locks import AdvisoryLock

@@ -22,8 +22,8 @@ from lifecycle.compaction.rewrite import compaction_threads
 from lifecycle.compaction.scan import live_files, refused, screen
 from lifecycle.compaction.strategy import select_strategy, thresholds_for
 from lifecycle.errors import BadInputError, CommitOutcomeUnknownError, StopRequested
+from lifecycle.iceberg.partitions import PartitionKey, parse_partition
 from lifecycle.jobs.base import ABANDONED, DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
-from lifecycle.partitions import PartitionKey, parse_partition
 from lifecycle.safety.landed import LiveSets
 from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.models import ABANDONED as PLAN_ABANDONED

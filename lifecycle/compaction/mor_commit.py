@@ -20,7 +20,7 @@ from pyiceberg.types import IcebergType, IntegerType, ListType, NestedField, Str
 EQUALITY_IDS = 135   # data_file.equality_ids (its element: 136)
 
 
-class DeleteManifestWriter(ManifestWriterV2):  # type: ignore[misc]
+class DeleteManifestWriter(ManifestWriterV2):
     """A format-2 manifest writer for delete files. `equality_ids` are written as the spec's list<int>:
     PyIceberg 0.12 declares list<long>, which Iceberg Java cannot read (ClassCastException in BaseFile)."""
 

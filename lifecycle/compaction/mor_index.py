@@ -28,7 +28,7 @@ from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.utils.concurrent import ExecutorFactory
 
-from lifecycle.partitions import values_of
+from lifecycle.iceberg.partitions import values_of
 
 PartKey = tuple[int, tuple[Any, ...]]
 

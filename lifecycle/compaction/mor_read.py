@@ -30,7 +30,7 @@ from lifecycle.bandwidth import Limiter
 from lifecycle.compaction.mor_equality import EqualityKeys
 from lifecycle.compaction.mor_index import DeleteIndex, snapshot_files, unpartitioned_specs
 from lifecycle.compaction.planner import FileGroup, FileInfo
-from lifecycle.partitions import parse_partition, row_filter
+from lifecycle.iceberg.partitions import parse_partition, row_filter
 
 
 @dataclass

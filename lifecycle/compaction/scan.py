@@ -24,7 +24,7 @@ from lifecycle.compaction.mor_equality import max_rows, refusal
 from lifecycle.compaction.mor_index import DeleteIndex, referenced, snapshot_files, unpartitioned_specs
 from lifecycle.compaction.planner import FileInfo, PartitionPlan, TablePlan
 from lifecycle.errors import ConfigError
-from lifecycle.partitions import PartitionKey, format_partition, row_filter
+from lifecycle.iceberg.partitions import PartitionKey, format_partition, row_filter
 
 DELETE_FILE_THRESHOLD_PROPERTY = "lifecycle.compaction.delete-file-threshold"
 DELETE_FILE_THRESHOLD_DEFAULT = 5

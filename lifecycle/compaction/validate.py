@@ -25,7 +25,7 @@ from pyiceberg.manifest import DataFile, DataFileContent, ManifestContent, Manif
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Snapshot
 
-from lifecycle.partitions import values_of
+from lifecycle.iceberg.partitions import values_of
 
 FILE_PATH_FIELD_ID = 2147483546   # the `file_path` column of a position delete file
 

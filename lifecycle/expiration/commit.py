@@ -33,7 +33,7 @@ from lifecycle.expiration.plan import ExpirePlan
 PLAN_PROPERTY = "lifecycle.expire.plan-id"
 
 
-class AssertMetadataUnchanged(AssertRefSnapshotId):  # type: ignore[misc]
+class AssertMetadataUnchanged(AssertRefSnapshotId):
     """Asserts `main`'s head (what a REST catalog sees when this is serialized) and, in catalogs that
     validate requirements in-process (SQL, Glue, Hive...), every ref and the whole snapshot-id set."""
 
@@ -49,7 +49,7 @@ class AssertMetadataUnchanged(AssertRefSnapshotId):  # type: ignore[misc]
         return req
 
     # PyIceberg's TableRequirement.validate shadows pydantic's deprecated classmethod BaseModel.validate
-    def validate(self, base_metadata: TableMetadata | None) -> None:  # type: ignore[override]
+    def validate(self, base_metadata: TableMetadata | None) -> None:  # type: ignore[override]  # see above
         super().validate(base_metadata)
         assert base_metadata is not None
         refs = {name: ref.snapshot_id for name, ref in base_metadata.refs.items()}

@@ -9,19 +9,19 @@ eligible; not landed → abandoned, its rows skipped, and the run re-plans).
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
+from pyiceberg.table import Table
+
 from lifecycle import log, metrics
-from lifecycle.errors import CommitConflictError, LifecycleError
+from lifecycle.errors import LifecycleError
 from lifecycle.expiration.commit import commit_expiration, expiration_visible
 from lifecycle.expiration.plan import ExpirePlan, plan_expiration
 from lifecycle.expiration.retention import Retention, select_expired
 from lifecycle.expiration.verify import check_refs
-from lifecycle.faults import crash_point
-from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult
-from lifecycle.reachability_cache import cache_for
-from lifecycle.safety.commit import as_commit_error
+from lifecycle.iceberg.reachability_cache import cache_for
+from lifecycle.jobs.base import JobContext, JobRequest, JobResult
+from lifecycle.jobs.driver import Counts, Finished, Planned, drive
 from lifecycle.safety.landed import settled
 from lifecycle.safety.paths import PathSet
 from lifecycle.state import models
@@ -36,6 +36,7 @@ from lifecycle.state.models import (
     UNKNOWN,
     NewEntry,
     Plan,
+    PlanState,
 )
 
 JOB = "expire"
@@ -44,55 +45,50 @@ MAX_ATTEMPTS = 3
 _log = log.get("lifecycle.expiration")
 
 
-def run_expire(ctx: JobContext, req: JobRequest) -> JobResult:
-    ts = ctx.table_settings(req.table)
-    retention = Retention(ts.retention_days, ts.min_snapshots_to_keep)
-    counts: dict[str, int | float] = {"recovered_plans": 0}
-    if not req.dry_run:
-        ctx.checkpoint(JOB)   # a scheduled run outside 00:00-06:00 stops here, before any recovery
-        for open_plan in ctx.store.open_plans(JOB, req.table):
-            counts["recovered_plans"] += 1
-            _reconcile(ctx, open_plan, ts.purge_delay_hours)
-    for _attempt in range(MAX_ATTEMPTS):
-        ctx.checkpoint(JOB)
-        table = ctx.catalog.load_table(req.table)
-        base = table.metadata
-        pinned = {p.base_snapshot_id for p in ctx.store.all_open_plans(req.table)
-                  if p.base_snapshot_id is not None}
-        selection = select_expired(base, ctx.clock.now(), retention, pinned)
+class Expire:
+    """expire (phase 1) as an operation of the shared job skeleton (lifecycle/jobs/driver.py)."""
+
+    job, attempts, stages = JOB, MAX_ATTEMPTS, False
+
+    def recover(self, ctx: JobContext, name: str, table: Table) -> Counts:
+        delay = ctx.table_settings(name).purge_delay_hours
+        open_plans = ctx.store.open_plans(JOB, name)
+        for open_plan in open_plans:
+            _reconcile(ctx, open_plan, delay)
+        return {"recovered_plans": len(open_plans)}
+
+    def plan(self, ctx: JobContext, req: JobRequest, table: Table) -> Planned[ExpirePlan]:
+        ts = ctx.table_settings(req.table)
+        pinned = {p.base_snapshot_id for p in ctx.store.all_open_plans(req.table) if p.base_snapshot_id is not None}
+        selection = select_expired(table.metadata, ctx.clock.now(), Retention(ts.retention_days,
+                                                                              ts.min_snapshots_to_keep), pinned)
         if not selection:
-            return JobResult(JOB, req.table, None, NOTHING_TO_DO, counts)
-        started = time.monotonic()
-        plan = plan_expiration(req.table, table.io, base, table.metadata_location, selection,
+            return Planned(None)
+        plan = plan_expiration(req.table, table.io, table.metadata, table.metadata_location, selection,
                                cache_for(ctx.settings.data_dir))
-        metrics.PLAN_DURATION.labels(JOB).observe(time.monotonic() - started)
-        counts.update(plan.counts())
-        if req.dry_run:
-            return JobResult(JOB, req.table, None, DRY_RUN, counts, plan=plan.dry_run())
-        ctx.checkpoint(JOB)
-        row = ctx.store.create_plan(JOB, req.table, "", plan.payload(), base.current_snapshot_id, req.run_id,
-                                    entries={KIND: _entries(plan)})
-        crash_point("expire.after-plan")
-        ctx.store.transition_plan(row.plan_id, PLANNED, COMMITTING)
-        try:
-            started = time.monotonic()
-            commit_expiration(table, base, plan, row.plan_id)
-            metrics.COMMIT_DURATION.labels(JOB).observe(time.monotonic() - started)
-        except Exception as exc:
-            err = as_commit_error(exc, f"expire {req.table}")
-            if not isinstance(err, CommitConflictError):   # may have landed: the next run reconciles
-                ctx.store.transition_plan(row.plan_id, COMMITTING, UNKNOWN, {"reason": str(err)[:500]})
-                raise err from exc
-            _abandon(ctx, row.plan_id, f"concurrent commit: {exc}")
-            _log.event("expire.conflict", table=req.table, plan=row.plan_id, error=str(exc))
-            counts["conflicts"] = counts.get("conflicts", 0) + 1
-            continue
-        crash_point("expire.after-commit")
-        metrics.SNAPSHOTS_EXPIRED.labels(req.table).inc(len(selection.expire_ids))
-        _confirm(ctx, row.plan_id, ts.purge_delay_hours)
-        return JobResult(JOB, req.table, None, DONE, counts, detail=[f"plan {row.plan_id}"])
-    raise CommitConflictError(f"expire {req.table}: {MAX_ATTEMPTS} attempts lost to concurrent commits; "
-                              "nothing expired, the next run re-plans")
+        return Planned(plan, dict(plan.counts()), plan.dry_run())
+
+    def journal(self, ctx: JobContext, req: JobRequest, table: Table, plan: ExpirePlan) -> Plan:
+        return ctx.store.create_plan(JOB, req.table, "", plan.payload(), table.metadata.current_snapshot_id,
+                                     req.run_id, entries={KIND: _entries(plan)})
+
+    def execute(self, ctx: JobContext, table: Table, plan: ExpirePlan, row: Plan) -> Counts:
+        return {}
+
+    def commit(self, ctx: JobContext, table: Table, plan: ExpirePlan, row: Plan) -> None:
+        commit_expiration(table, table.metadata, plan, row.plan_id)
+
+    def abandon(self, ctx: JobContext, table: Table, row: Plan, state: PlanState, reason: str) -> None:
+        _abandon(ctx, row.plan_id, reason)
+
+    def finish(self, ctx: JobContext, table: Table, plan: ExpirePlan, row: Plan) -> Finished:
+        metrics.SNAPSHOTS_EXPIRED.labels(row.table_name).inc(len(plan.selection.expire_ids))
+        _confirm(ctx, row.plan_id, ctx.table_settings(row.table_name).purge_delay_hours)
+        return Finished({}, [f"plan {row.plan_id}"])
+
+
+def run_expire(ctx: JobContext, req: JobRequest) -> JobResult:
+    return drive(Expire(), ctx, req)
 
 
 def _entries(plan: ExpirePlan) -> list[NewEntry]:

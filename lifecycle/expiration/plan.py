@@ -14,7 +14,7 @@ from pyiceberg.io import FileIO
 from pyiceberg.table.metadata import TableMetadata
 
 from lifecycle.expiration.retention import Selection
-from lifecycle.reachability import ManifestCache, default_cache, reachable_from
+from lifecycle.iceberg.reachability import ManifestCache, default_cache, reachable_from
 
 MANIFEST_LIST = "manifest-list"
 MANIFEST = "manifest"

@@ -20,7 +20,7 @@ from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
 
 from lifecycle.expiration.commit import PLAN_PROPERTY
-from lifecycle.reachability import ManifestCache, reachable_from
+from lifecycle.iceberg.reachability import ManifestCache, reachable_from
 
 
 @dataclass(frozen=True)

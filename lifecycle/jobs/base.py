@@ -14,12 +14,12 @@ from lifecycle.bandwidth import Limiter
 from lifecycle.clock import Clock
 from lifecycle.errors import StopRequested
 from lifecycle.jobs.specs import JOB_NAMES as JOB_NAMES
+from lifecycle.jobs.specs import scheduled_window_open
 from lifecycle.progress import Progress, ProgressSink
 from lifecycle.safety.paths import Schemes
 from lifecycle.settings import Settings, TableSettings
 from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.store import StateStore
-from lifecycle.windows import scheduled_window_open
 
 
 # Status of a finished run.

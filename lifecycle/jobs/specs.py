@@ -2,7 +2,7 @@
 
 The CLI's job names and help, the Celery task names and queues (workers/config.py), beat's schedule
 (beat_schedule.py), the advisory-lock scope, the quiet window that applies, whether a partition may be
-named and whether the job writes table metadata (lifecycle/formats.py) all come from `JOBS`. Adding a job is
+named and whether the job writes table metadata (lifecycle/jobs/formats.py) all come from `JOBS`. Adding a job is
 one package under lifecycle/ and one `JobSpec` line here. This module imports nothing of the jobs: the
 runner is a "module:function" string resolved lazily (lifecycle/jobs/registry.py).
 """
@@ -10,22 +10,17 @@ runner is a "module:function" string resolved lazily (lifecycle/jobs/registry.py
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from lifecycle.errors import UnknownJobError
+from lifecycle.windows import Gate as Gate
+from lifecycle.windows import Window, gate_open
 
 
 class LockScope(StrEnum):
     PARTITION = "partition"   # one lock per (job, table, partition); runs per partition
     TABLE = "table"           # one lock per table, shared by every table-wide job so they never interleave
-
-
-class Gate(StrEnum):
-    """Which quiet window a scheduled run respects (manual runs bypass every window)."""
-
-    OUTSIDE_PAUSED = "outside-paused"    # not inside `[windows] compaction_paused`
-    INSIDE_ALLOWED = "inside-allowed"    # only inside `[windows] expiration_allowed`
-    ALWAYS = "always"
 
 
 @dataclass(frozen=True)
@@ -109,3 +104,10 @@ def spec(name: str) -> JobSpec:
 def lock_kind(job: str) -> str:
     """The advisory-lock kind of a job: its own per partition, or the one shared by every table-wide job."""
     return spec(job).lock_kind
+
+
+def scheduled_window_open(job: str, when: datetime, paused: tuple[Window, ...], allowed: tuple[Window, ...],
+                          tolerance: float = 0.0) -> bool:
+    """May a scheduled `job` run at `when`? Its spec's gate (lifecycle/windows.py `gate_open`): compaction outside
+    the paused windows, expire and purge inside the allowed ones, other jobs always."""
+    return gate_open(spec(job).gate, when, paused, allowed, tolerance)

@@ -1,77 +1,83 @@
-"""`rewrite-manifests` for one table: recover → plan → journal → write manifests → one `replace` commit."""
+"""`rewrite-manifests` for one table: recover → plan → journal → write manifests → one `replace` commit, on the
+shared job skeleton (lifecycle/jobs/driver.py)."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyiceberg.table import Table
 
 from lifecycle import log, metrics
-from lifecycle.errors import CommitConflictError
-from lifecycle.faults import crash_point
-from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult, load_recovered
+from lifecycle.jobs.base import JobContext, JobRequest, JobResult
+from lifecycle.jobs.driver import Counts, Finished, Planned, drive
 from lifecycle.manifests.commit import commit_rewrite, committed_snapshot, manifest_list_path
 from lifecycle.manifests.execute import STAGE_KIND, read_entries, write_manifests
 from lifecycle.manifests.plan import JOB, ManifestPlan, current_manifests, plan_rewrite
-from lifecycle.safety.commit import as_commit_error
 from lifecycle.safety.landed import LiveSets, landed, settled
 from lifecycle.safety.staged import remove_staged
 from lifecycle.state import models as m
-from lifecycle.state.models import NewEntry, Plan
+from lifecycle.state.models import NewEntry, Plan, PlanState
 
 _log = log.get("lifecycle.manifests")
 MAX_ATTEMPTS = 3
 
 
-def run(ctx: JobContext, req: JobRequest) -> JobResult:
-    table, counts = load_recovered(ctx, req, recover)
-    for _attempt in range(MAX_ATTEMPTS):
+@dataclass
+class _Work:
+    plan: ManifestPlan
+    manifests: list[Any]                      # the data manifests the plan replaces
+    snapshot_id: int = field(default_factory=lambda: random.SystemRandom().randrange(1, 2**63 - 1))
+    entries: dict[Any, Any] = field(default_factory=dict)
+    new: list[Any] = field(default_factory=list)
+
+
+class RewriteManifests:
+    """rewrite-manifests as an operation of the shared job skeleton (lifecycle/jobs/driver.py)."""
+
+    job, attempts, stages = JOB, MAX_ATTEMPTS, True
+
+    def recover(self, ctx: JobContext, name: str, table: Table) -> Counts:
+        return dict(recover(ctx, name, table))
+
+    def plan(self, ctx: JobContext, req: JobRequest, table: Table) -> Planned[_Work]:
         manifests = current_manifests(table.io, table.metadata)
         plan = plan_rewrite(req.table, table.metadata, manifests, ctx.table_settings(req.table).manifest_target_bytes)
         if plan is None or plan.compact:
-            counts["data_manifests"] = plan.data_manifests if plan else 0
-            return JobResult(JOB, req.table, None, NOTHING_TO_DO, counts,
-                             plan=plan.to_dict() if plan and req.dry_run else None)
-        if req.dry_run:
-            return JobResult(JOB, req.table, None, DRY_RUN, {"data_manifests": plan.data_manifests,
-                                                             "max_manifests_after": plan.bound}, plan=plan.to_dict())
-        try:
-            return _execute(ctx, req, table, plan, manifests, counts)
-        except CommitConflictError as exc:   # someone committed since the plan: re-plan on the new head
-            _log.warning("rewrite-manifests.conflict", table=req.table, error=str(exc))
-            table = table.refresh()
-    raise CommitConflictError(f"rewrite-manifests {req.table}: the table kept changing; {MAX_ATTEMPTS} attempts")
+            return Planned(None, {"data_manifests": plan.data_manifests if plan else 0},
+                           plan.to_dict() if plan else None)
+        return Planned(_Work(plan, manifests),
+                       {"data_manifests": plan.data_manifests, "max_manifests_after": plan.bound}, plan.to_dict())
+
+    def journal(self, ctx: JobContext, req: JobRequest, table: Table, work: _Work) -> Plan:
+        return ctx.store.create_plan(JOB, req.table, "", {**work.plan.to_dict(), "snapshot_id": work.snapshot_id},
+                                     work.plan.base_snapshot_id, run_id=req.run_id)
+
+    def execute(self, ctx: JobContext, table: Table, work: _Work, row: Plan) -> Counts:
+        work.entries = read_entries(ctx, table, work.manifests)
+        work.new = write_manifests(ctx, table, work.plan, row.plan_id, work.snapshot_id, work.entries)
+        ctx.store.add_entries(row.plan_id, row.table_name, STAGE_KIND,
+                              [NewEntry(manifest_list_path(table, row.plan_id, work.snapshot_id),
+                                        info={"manifest_list": True})])
+        return {"manifests_written": len(work.new)}
+
+    def commit(self, ctx: JobContext, table: Table, work: _Work, row: Plan) -> None:
+        commit_rewrite(ctx.catalog, table, ctx.clock, row.plan_id, work.snapshot_id, work.manifests, work.new)
+
+    def abandon(self, ctx: JobContext, table: Table, row: Plan, state: PlanState, reason: str) -> None:
+        _abandon(ctx, table, row, state, reason)
+
+    def finish(self, ctx: JobContext, table: Table, work: _Work, row: Plan) -> Finished:
+        _finish(ctx, row, work.snapshot_id)
+        metrics.MANIFESTS_REWRITTEN.labels(row.table_name).inc(work.plan.data_manifests)
+        return Finished({"manifests_replaced": work.plan.data_manifests, "manifests_written": len(work.new),
+                         "entries": sum(len(v) for v in work.entries.values()), "snapshots_committed": 1},
+                        [f"snapshot {work.snapshot_id}, plan {row.plan_id}"])
 
 
-def _execute(ctx: JobContext, req: JobRequest, table: Table, plan: ManifestPlan, manifests: list[Any],
-             counts: dict[str, int | float]) -> JobResult:
-    snapshot_id = random.SystemRandom().randrange(1, 2**63 - 1)
-    stored = ctx.store.create_plan(JOB, req.table, "", {**plan.to_dict(), "snapshot_id": snapshot_id},
-                                   plan.base_snapshot_id, run_id=req.run_id)
-    plan_id = stored.plan_id
-    ctx.store.transition_plan(plan_id, m.PLANNED, m.EXECUTING)
-    entries = read_entries(ctx, table, manifests)
-    new = write_manifests(ctx, table, plan, plan_id, snapshot_id, entries)
-    ctx.checkpoint(JOB)
-    ctx.store.add_entries(plan_id, req.table, STAGE_KIND,
-                          [NewEntry(manifest_list_path(table, plan_id, snapshot_id), info={"manifest_list": True})])
-    ctx.store.transition_plan(plan_id, m.EXECUTING, m.COMMITTING, {"manifests_written": len(new)})
-    try:
-        snap = commit_rewrite(ctx.catalog, table, ctx.clock, plan_id, snapshot_id, manifests, new)
-    except Exception as exc:
-        err = as_commit_error(exc, f"rewrite-manifests {req.table}")
-        if isinstance(err, CommitConflictError):   # surely did not land: what it staged goes
-            _abandon(ctx, table, stored, m.COMMITTING, str(err))
-        else:                                      # may have landed: everything stays for recovery
-            ctx.store.transition_plan(plan_id, m.COMMITTING, m.UNKNOWN, {"error": str(err)[:500]})
-        raise err from exc
-    crash_point("rewrite-manifests.after-commit")
-    _finish(ctx, stored, snap.snapshot_id)
-    metrics.MANIFESTS_REWRITTEN.labels(req.table).inc(plan.data_manifests)
-    counts.update({"manifests_replaced": plan.data_manifests, "manifests_written": len(new),
-                   "entries": sum(len(v) for v in entries.values()), "snapshots_committed": 1})
-    return JobResult(JOB, req.table, None, DONE, counts, detail=[f"snapshot {snap.snapshot_id}, plan {plan_id}"])
+def run(ctx: JobContext, req: JobRequest) -> JobResult:
+    return drive(RewriteManifests(), ctx, req)
 
 
 def _finish(ctx: JobContext, plan: Plan, snapshot_id: int | None) -> None:

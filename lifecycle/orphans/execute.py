@@ -8,7 +8,6 @@ mark only means the next run deletes a missing file, which counts as done.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from typing import Any
 
@@ -25,14 +24,7 @@ from lifecycle.safety.landed import LiveSets
 from lifecycle.safety.paths import parse
 from lifecycle.state.models import DELETED, DONE, EXECUTING, KEPT, ORPHAN, PENDING, PLANNED, Plan
 
-BATCH_SIZE = 1000
 _log = log.get("lifecycle.orphans")
-
-
-def batch_size() -> int:
-    """BATCH_SIZE, or the hidden test override LIFECYCLE_ORPHAN_BATCH_SIZE (several batches on small tables)."""
-    raw = os.environ.get("LIFECYCLE_ORPHAN_BATCH_SIZE")
-    return max(1, int(raw)) if raw else BATCH_SIZE
 
 
 def execute_plan(ctx: JobContext, plan: Plan, table: Table, live: LiveSets) -> dict[str, int]:
@@ -40,7 +32,7 @@ def execute_plan(ctx: JobContext, plan: Plan, table: Table, live: LiveSets) -> d
     counts: Counter[str] = Counter()
     if plan.state == PLANNED:
         plan = ctx.store.transition_plan(plan.plan_id, PLANNED, EXECUTING)
-    size = batch_size()
+    size = ctx.settings.orphans.delete_batch_size
     while True:
         batch = ctx.store.entries(plan_id=plan.plan_id, kind=ORPHAN, states=[PENDING], limit=size)
         if not batch:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from lifecycle.reachability import ManifestCache, live_set
+from lifecycle.iceberg.reachability import ManifestCache, live_set
 from lifecycle.safety.paths import LiveIndex, PathSet, Schemes
 
 UNSETTLED_GRACE = timedelta(minutes=15)

@@ -16,9 +16,9 @@ from pyiceberg.table.update import (
 )
 
 from lifecycle.errors import LifecycleError
+from lifecycle.iceberg.reachability import metadata_files
 from lifecycle.jobs.base import JobContext
 from lifecycle.lineage import guard_catalog
-from lifecycle.reachability import metadata_files
 from lifecycle.safety.deletes import TableFiles, delete_files, gc_enabled
 from lifecycle.safety.paths import PathSet, is_under, parse
 from lifecycle.schema_history.plan import JOB, LOG_PROPERTY, HistoryPlan

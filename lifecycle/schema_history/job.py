@@ -1,59 +1,63 @@
-"""`compact-schema-history` for one table: recover → plan → journal → one commit → delete dropped files."""
+"""`compact-schema-history` for one table: recover → plan → journal → one commit → delete dropped files, on the
+shared job skeleton (lifecycle/jobs/driver.py)."""
 
 from __future__ import annotations
 
 from pyiceberg.table import Table
 
 from lifecycle import log, metrics
-from lifecycle.errors import CommitConflictError
-from lifecycle.faults import crash_point
-from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest, JobResult, load_recovered
-from lifecycle.safety.commit import as_commit_error
+from lifecycle.jobs.base import JobContext, JobRequest, JobResult
+from lifecycle.jobs.driver import Counts, Finished, Planned, drive
 from lifecycle.schema_history.commit import DELETE_KIND, commit_history, delete_dropped, removals_visible
-from lifecycle.schema_history.plan import JOB, plan_history
+from lifecycle.schema_history.plan import JOB, HistoryPlan, plan_history
 from lifecycle.state import models as m
-from lifecycle.state.models import NewEntry
+from lifecycle.state.models import NewEntry, Plan, PlanState
 
 _log = log.get("lifecycle.schema_history")
 
 
-def run(ctx: JobContext, req: JobRequest) -> JobResult:
-    table, counts = load_recovered(ctx, req, recover)
-    plan = plan_history(req.table, table.metadata, table.metadata_location, table.io,
-                        ctx.table_settings(req.table).metadata_log_max)
-    summary: dict[str, int | float] = {
-        "schemas_removed": len(plan.schemas_removed), "specs_removed": len(plan.specs_removed),
-        "metadata_files_dropped": len(plan.metadata_files_dropped),
-    }
-    if plan.empty:
-        return JobResult(JOB, req.table, None, NOTHING_TO_DO, counts,
-                         plan=plan.to_dict() if req.dry_run else None)
-    if req.dry_run:
-        return JobResult(JOB, req.table, None, DRY_RUN, summary, plan=plan.to_dict())
-    entries = [NewEntry(p) for p in plan.metadata_files_dropped]
-    stored = ctx.store.create_plan(JOB, req.table, "", plan.to_dict(), table.metadata.current_snapshot_id,
-                                   run_id=req.run_id, entries={DELETE_KIND: entries})
-    ctx.checkpoint(JOB)
-    ctx.store.transition_plan(stored.plan_id, m.PLANNED, m.COMMITTING)
-    try:
+class CompactSchemaHistory:
+    """compact-schema-history as an operation of the shared job skeleton (lifecycle/jobs/driver.py). A lost race
+    is raised, not re-planned (attempts = 1): the next scheduled run plans on the new metadata."""
+
+    job, attempts, stages = JOB, 1, False
+
+    def recover(self, ctx: JobContext, name: str, table: Table) -> Counts:
+        return dict(recover(ctx, name, table))
+
+    def plan(self, ctx: JobContext, req: JobRequest, table: Table) -> Planned[HistoryPlan]:
+        plan = plan_history(req.table, table.metadata, table.metadata_location, table.io,
+                            ctx.table_settings(req.table).metadata_log_max)
+        summary: Counts = {"schemas_removed": len(plan.schemas_removed), "specs_removed": len(plan.specs_removed),
+                           "metadata_files_dropped": len(plan.metadata_files_dropped)}
+        return Planned(None if plan.empty else plan, {} if plan.empty else summary, plan.to_dict())
+
+    def journal(self, ctx: JobContext, req: JobRequest, table: Table, plan: HistoryPlan) -> Plan:
+        entries = [NewEntry(p) for p in plan.metadata_files_dropped]
+        return ctx.store.create_plan(JOB, req.table, "", plan.to_dict(), table.metadata.current_snapshot_id,
+                                     run_id=req.run_id, entries={DELETE_KIND: entries})
+
+    def execute(self, ctx: JobContext, table: Table, plan: HistoryPlan, row: Plan) -> Counts:
+        return {}
+
+    def commit(self, ctx: JobContext, table: Table, plan: HistoryPlan, row: Plan) -> None:
         commit_history(ctx.catalog, table, plan)
-    except Exception as exc:
-        err = as_commit_error(exc, f"{JOB} {req.table}")
-        if isinstance(err, CommitConflictError):   # surely did not land: its files stay in the log
-            _abandon(ctx, stored.plan_id, m.COMMITTING)
-        else:
-            ctx.store.transition_plan(stored.plan_id, m.COMMITTING, m.UNKNOWN, {"error": str(err)[:500]})
-        raise err from exc
-    ctx.store.transition_plan(stored.plan_id, m.COMMITTING, m.COMMITTED)
-    crash_point("compact-schema-history.after-commit")
-    deleted, skipped = delete_dropped(ctx, req.table, stored.plan_id)
-    ctx.store.transition_plan(stored.plan_id, m.COMMITTED, m.DONE, {"deleted": deleted, "skipped": skipped})
-    metrics.METADATA_REMOVED.labels(req.table, "schema").inc(len(plan.schemas_removed))
-    metrics.METADATA_REMOVED.labels(req.table, "partition-spec").inc(len(plan.specs_removed))
-    metrics.METADATA_REMOVED.labels(req.table, "metadata-file").inc(deleted)
-    counts.update(summary)
-    counts["metadata_files_deleted"] = deleted
-    return JobResult(JOB, req.table, None, DONE, counts, detail=[f"plan {stored.plan_id}"])
+
+    def abandon(self, ctx: JobContext, table: Table, row: Plan, state: PlanState, reason: str) -> None:
+        _abandon(ctx, row.plan_id, state)
+
+    def finish(self, ctx: JobContext, table: Table, plan: HistoryPlan, row: Plan) -> Finished:
+        ctx.store.transition_plan(row.plan_id, m.COMMITTING, m.COMMITTED)
+        deleted, skipped = delete_dropped(ctx, row.table_name, row.plan_id)
+        ctx.store.transition_plan(row.plan_id, m.COMMITTED, m.DONE, {"deleted": deleted, "skipped": skipped})
+        metrics.METADATA_REMOVED.labels(row.table_name, "schema").inc(len(plan.schemas_removed))
+        metrics.METADATA_REMOVED.labels(row.table_name, "partition-spec").inc(len(plan.specs_removed))
+        metrics.METADATA_REMOVED.labels(row.table_name, "metadata-file").inc(deleted)
+        return Finished({"metadata_files_deleted": deleted}, [f"plan {row.plan_id}"])
+
+
+def run(ctx: JobContext, req: JobRequest) -> JobResult:
+    return drive(CompactSchemaHistory(), ctx, req)
 
 
 def _abandon(ctx: JobContext, plan_id: str, state: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pyiceberg.table.metadata import TableMetadata
 
-from lifecycle.reachability import ManifestCache
+from lifecycle.iceberg.reachability import ManifestCache
 
 JOB = "compact-schema-history"
 LOG_PROPERTY = "write.metadata.previous-versions-max"

@@ -33,7 +33,7 @@ def upgrade(conn: psycopg.Connection[Any]) -> list[str]:
         for version, name, sql in available():
             if version in done:
                 continue
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
             applied_now.append(name)
     return applied_now

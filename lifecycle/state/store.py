@@ -98,16 +98,23 @@ class StateStore:
         return _plan(row) if row else None
 
     def open_plans(self, job: str, table_name: str | None = None, partition: str | None = None) -> list[Plan]:
-        sql = f"SELECT {_PLAN_COLS} FROM plans WHERE job = %s AND state = ANY(%s)"
-        args: list[Any] = [job, list(OPEN_PLAN_STATES)]
-        if table_name is not None:
-            sql += " AND table_name = %s"
-            args.append(table_name)
-        if partition is not None:
-            sql += " AND partition = %s"
-            args.append(partition)
+        """One job's unfinished plans (of a table, of a partition), oldest first."""
+        return self._open_plans(job, table_name, partition)
+
+    def all_open_plans(self, table_name: str | None = None) -> list[Plan]:
+        """Every job's unfinished plans (of a table), oldest first."""
+        return self._open_plans(None, table_name, None)
+
+    def _open_plans(self, job: str | None, table_name: str | None, partition: str | None) -> list[Plan]:
+        where: list[str] = ["state = ANY(%s)"]
+        args: list[Any] = [list(OPEN_PLAN_STATES)]
+        for column, value in (("job", job), ("table_name", table_name), ("partition", partition)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                args.append(value)
         with self.cursor() as cur:
-            cur.execute(sql + " ORDER BY created_at, plan_id", args)
+            cur.execute(f"SELECT {_PLAN_COLS} FROM plans WHERE {' AND '.join(where)} ORDER BY created_at, plan_id",
+                        args)
             return [_plan(r) for r in cur.fetchall()]
 
     def plans_in_states(self, job: str, table_name: str, states: Sequence[str], limit: int | None = None) -> list[Plan]:
@@ -133,26 +140,20 @@ class StateStore:
             )
             return [r["plan_id"] for r in cur.fetchall()]
 
-    def all_open_plans(self, table_name: str | None = None) -> list[Plan]:
-        sql = f"SELECT {_PLAN_COLS} FROM plans WHERE state = ANY(%s)"
-        args: list[Any] = [list(OPEN_PLAN_STATES)]
-        if table_name is not None:
-            sql += " AND table_name = %s"
-            args.append(table_name)
-        with self.cursor() as cur:
-            cur.execute(sql + " ORDER BY created_at", args)
-            return [_plan(r) for r in cur.fetchall()]
+    def _new_state(self, new: str, column: str, merge: dict[str, Any] | None) -> tuple[str, list[Any]]:
+        """The SET clause of a checked state change: the state, its time, and `merge` merged into `column`."""
+        sets, args = "state = %s, updated_at = %s", [new, self.clock.now()]
+        if merge is not None:
+            sets += f", {column} = {column} || %s"
+            args.append(Jsonb(merge))
+        return sets, args
 
     def transition_plan(
         self, plan_id: str, expected: str | Sequence[str], new: str, progress: dict[str, Any] | None = None
     ) -> Plan:
         """Move a plan from an expected state to a new one; StaleStateError when it is elsewhere."""
         allowed = [expected] if isinstance(expected, str) else list(expected)
-        sets = "state = %s, updated_at = %s"
-        args: list[Any] = [new, self.clock.now()]
-        if progress is not None:
-            sets += ", progress = progress || %s"
-            args.append(Jsonb(progress))
+        sets, args = self._new_state(new, "progress", progress)
         with self.cursor() as cur:
             cur.execute(
                 f"UPDATE plans SET {sets} WHERE plan_id = %s AND state = ANY(%s) RETURNING {_PLAN_COLS}",
@@ -246,11 +247,7 @@ class StateStore:
         if not entry_ids:
             return 0
         allowed = [expected] if isinstance(expected, str) else list(expected)
-        sets = "state = %s, updated_at = %s"
-        args: list[Any] = [new, self.clock.now()]
-        if info is not None:
-            sets += ", info = info || %s"
-            args.append(Jsonb(info))
+        sets, args = self._new_state(new, "info", info)
         with self.transaction() as cur:
             cur.execute(
                 f"UPDATE journal SET {sets} WHERE entry_id = ANY(%s) AND state = ANY(%s)",

@@ -9,7 +9,7 @@ from typing import Any
 
 from pyiceberg.table import Table
 
-from lifecycle.reachability import ManifestCache, reachable_from
+from lifecycle.iceberg.reachability import ManifestCache, reachable_from
 from lifecycle.state.store import StateStore
 
 

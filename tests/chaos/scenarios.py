@@ -10,8 +10,8 @@ from typing import Any
 
 from lifecycle.clock import SystemClock
 from lifecycle.jobs.base import JobContext, JobRequest
-from lifecycle.runtime import execute
-from lifecycle.synth import ArchiveSpec, OrphanSpec, build_archive
+from lifecycle.jobs.runtime import execute
+from lifecycle_cli.synth import ArchiveSpec, OrphanSpec, build_archive
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_OF_PREFIX = {

@@ -13,7 +13,7 @@ import pytest
 
 from lifecycle.jobs.base import JobContext
 from lifecycle.settings import Settings
-from lifecycle.synth import ArchiveSpec, build_archive
+from lifecycle_cli.synth import ArchiveSpec, build_archive
 from tests.conftest import cli_env, free_port, run_cli, write_config
 
 pytestmark = pytest.mark.chaos

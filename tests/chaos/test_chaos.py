@@ -32,7 +32,7 @@ TOTALS: dict[str, dict[str, int]] = {}
 
 def _cli(scenario: Scenario, config: Path, extra: dict[str, str]) -> subprocess.Popen[str]:
     env = cli_env(config, **scenario.env, **extra)
-    return subprocess.Popen([sys.executable, "-m", "lifecycle", "run", scenario.job, "--table", scenario.table],
+    return subprocess.Popen([sys.executable, "-m", "lifecycle_cli", "run", scenario.job, "--table", scenario.table],
                             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from lifecycle.catalog import open_catalog
 from lifecycle.clock import SystemClock
+from lifecycle.iceberg.catalog import open_catalog
 from lifecycle.state.models import ABANDONED, REMOVED
 from lifecycle.state.store import StateStore
-from lifecycle.synth import ArchiveSpec, build_archive
+from lifecycle_cli.synth import ArchiveSpec, build_archive
 from tests.chaos.invariants import check_all, content_checksum
 from tests.conftest import REPO, cli_env, free_port, make_settings, run_cli, wait_for, with_table_settings, write_config
 from tests.integration.test_fleet import REDIS_URL, redis_db, send, signed

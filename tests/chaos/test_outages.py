@@ -28,15 +28,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from lifecycle.bandwidth_redis import fleet_limiter
-from lifecycle.catalog import open_catalog
 from lifecycle.clock import ManualClock, SystemClock
 from lifecycle.errors import LockLostError
+from lifecycle.fleet.bandwidth_redis import fleet_limiter
+from lifecycle.iceberg.catalog import open_catalog
 from lifecycle.jobs.base import DONE, JobContext, JobRequest
-from lifecycle.runtime import execute
+from lifecycle.jobs.runtime import execute
 from lifecycle.settings import Settings
 from lifecycle.state.store import StateStore
-from lifecycle.synth import ArchiveSpec, build_archive
+from lifecycle_cli.synth import ArchiveSpec, build_archive
 from tests.chaos.invariants import check_all, content_checksum
 from tests.chaos.scenarios import TABLE_SETTINGS, build
 from tests.chaos.test_races import HookedContext
@@ -448,7 +448,7 @@ def test_worker_survives_a_broker_restart_mid_task(private_redis: PrivateRedis, 
             return [r["state"] for r in cur.execute("SELECT state FROM job_runs WHERE job = 'compact'")]
 
     def send() -> None:  # a manual message, signed with the fleet secret as `lifecycle-cli enqueue` signs it
-        from lifecycle.admission import sign_message
+        from lifecycle.jobs.admission import sign_message
 
         run_id = f"compact-chaos-{uuid.uuid4().hex[:12]}"
         auth = sign_message(settings, "compact", archive.identifier, PARTITION, True, run_id)

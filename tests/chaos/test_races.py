@@ -25,13 +25,13 @@ import pyarrow as pa
 import pytest
 from pyiceberg.exceptions import CommitFailedException
 
-from lifecycle.catalog import open_catalog
 from lifecycle.clock import SystemClock
-from lifecycle.datafiles import data_file_from_parquet
+from lifecycle.iceberg.catalog import open_catalog
+from lifecycle.iceberg.datafiles import data_file_from_parquet
 from lifecycle.jobs.base import DONE, LOCKED, NOTHING_TO_DO, JobContext, JobRequest
-from lifecycle.runtime import execute
+from lifecycle.jobs.runtime import execute
 from lifecycle.settings import Settings
-from lifecycle.synth import make_rows, partition_path, synth_lineage, write_file
+from lifecycle_cli.synth import make_rows, partition_path, synth_lineage, write_file
 from tests.chaos.invariants import check_all, content_checksum
 from tests.chaos.scenarios import TABLE_SETTINGS, build
 from tests.conftest import REPO, cli_env, wait_for, with_table_settings, write_config
@@ -155,7 +155,7 @@ def test_two_workers_on_one_partition(ctx: JobContext, settings: Settings, tmp_p
     scenario = build(ctx, "compact", "race_two")
     reference = content_checksum(ctx.catalog.load_table(scenario.table))
     config = write_config(tmp_path / "two.toml", ctx.settings)
-    args = [sys.executable, "-m", "lifecycle", "run", "compact", "--table", scenario.table,
+    args = [sys.executable, "-m", "lifecycle_cli", "run", "compact", "--table", scenario.table,
             "--partition", f"mission_id={MISSION},day={DAY.isoformat()}", "--json"]
     procs = [subprocess.Popen(args, env=cli_env(config), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from lifecycle.clock import ManualClock
+from lifecycle.compaction.fanout import fanout_plan
 from lifecycle.compaction.planner import plan_table
 from lifecycle.compaction.scan import live_files
 from lifecycle.compaction.strategy import select_strategy, thresholds_for
-from lifecycle.fleet import fanout_plan
-from lifecycle.synth import ArchiveSpec, build_archive
+from lifecycle_cli.synth import ArchiveSpec, build_archive
 
 TABLE = "archive.sda_observations"
 PARTS = [("apollo-7", date(2024, 3, d)) for d in range(10, 16)] + [("apollo-8", date(2024, 3, 15))]

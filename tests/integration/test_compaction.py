@@ -13,9 +13,9 @@ import pytest
 from pyiceberg.table import Table
 
 from lifecycle.jobs.base import DONE, NOTHING_TO_DO, JobContext, JobRequest
-from lifecycle.runtime import execute
+from lifecycle.jobs.runtime import execute
 from lifecycle.state.models import ABANDONED, COMMITTED, REMOVED
-from lifecycle.synth import Archive, ArchiveSpec, build_archive
+from lifecycle_cli.synth import Archive, ArchiveSpec, build_archive
 from tests.conftest import with_table_settings
 
 TABLE = "archive.sda_observations"
@@ -140,7 +140,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(ctx: JobContext) -> None:
 
 @pytest.mark.parametrize("where", ["same", "other"])
 def test_concurrent_append_does_not_abort_the_commit(ctx: JobContext, where: str) -> None:
-    from lifecycle.synth import add_small_files
+    from lifecycle_cli.synth import add_small_files
 
     ctx = scaled(ctx)
     archive = make_archive(ctx, files=[12, 3], partitions=[("apollo-7", date(2024, 3, 15)),
@@ -165,7 +165,7 @@ def test_concurrent_append_does_not_abort_the_commit(ctx: JobContext, where: str
 
 
 def test_concurrent_delete_of_an_input_abandons_the_group(ctx: JobContext) -> None:
-    from lifecycle.synth import synth_lineage
+    from lifecycle_cli.synth import synth_lineage
 
     ctx = scaled(ctx)
     archive = make_archive(ctx)

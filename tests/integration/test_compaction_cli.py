@@ -22,7 +22,8 @@ def _config(ctx: JobContext, tmp_path: Path) -> Path:
 
 
 def _killed(config: Path, crash_at: str) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "lifecycle", "run", "compact", "--table", TABLE, "--partition", A],
+    proc = subprocess.Popen([sys.executable, "-m", "lifecycle_cli", "run", "compact", "--table", TABLE,
+                             "--partition", A],
                             env=cli_env(config, LIFECYCLE_CRASH_AT=crash_at), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=240)

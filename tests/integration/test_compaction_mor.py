@@ -17,7 +17,7 @@ from pyiceberg.table import Table
 
 from lifecycle.jobs.base import DONE, NOTHING_TO_DO, JobContext
 from lifecycle.lineage import lineage_properties
-from lifecycle.synth import ArchiveSpec, add_small_files
+from lifecycle_cli.synth import ArchiveSpec, add_small_files
 from tests.iceberg_writes import commit_equality_delete, commit_position_delete, commit_position_deletes
 from tests.integration.test_compaction import TABLE, A, checksum, compact, make_archive, rows_of, scaled
 
@@ -210,7 +210,7 @@ def test_a_delete_committed_during_the_rewrite_commit_is_kept_and_the_retry_remo
 
 
 def test_the_fleet_fan_out_sends_a_partition_that_needs_compaction_for_its_deletes(ctx: JobContext) -> None:
-    from lifecycle.fleet import fanout_plan
+    from lifecycle.compaction.fanout import fanout_plan
 
     ctx = scaled(ctx, small_file_bytes=60_000)
     archive = make_archive(ctx, files=[3, 3], partitions=PARTS, file_bytes=(150_000, 160_000))

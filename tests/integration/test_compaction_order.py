@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 from pyiceberg.table.sorting import NullOrder
 from pyiceberg.transforms import IdentityTransform
 
-from lifecycle.datafiles import data_file_from_parquet
+from lifecycle.iceberg.datafiles import data_file_from_parquet
 from lifecycle.jobs.base import DONE, JobContext
-from lifecycle.synth import make_rows, partition_path, synth_lineage, write_file
+from lifecycle_cli.synth import make_rows, partition_path, synth_lineage, write_file
 from tests.integration.test_compaction import A, checksum, compact, files_by_partition, make_archive, rows_of, scaled
 
 

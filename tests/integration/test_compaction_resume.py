@@ -111,7 +111,7 @@ def test_append_racing_the_commit_is_retried_with_rewrite_validation(
     import random
     from datetime import date
 
-    from lifecycle.synth import ArchiveSpec, add_small_files
+    from lifecycle_cli.synth import ArchiveSpec, add_small_files
 
     ctx = scaled(ctx)
     archive = make_archive(ctx)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle import embedded_pg
+from lifecycle.state import embedded_pg
 from tests.unit.test_deploy_observability import DASHBOARD, EXTERNAL_METRICS, alert_rules, dashboard_exprs, selectors
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]

@@ -20,13 +20,13 @@ from lifecycle.expiration.commit import commit_expiration
 from lifecycle.expiration.job import run_expire
 from lifecycle.expiration.plan import plan_expiration
 from lifecycle.expiration.retention import Retention, select_expired
+from lifecycle.iceberg.reachability import ManifestCache, reachable_from
 from lifecycle.jobs.base import DONE, DRY_RUN, JobContext, JobRequest
-from lifecycle.reachability import ManifestCache, reachable_from
 from lifecycle.settings import Settings
 from lifecycle.state.models import DONE as PLAN_DONE
 from lifecycle.state.models import PENDING
 from lifecycle.state.store import StateStore
-from lifecycle.synth import Archive, ArchiveSpec, build_archive, make_rows
+from lifecycle_cli.synth import Archive, ArchiveSpec, build_archive, make_rows
 from tests.conftest import cli_env, run_cli, with_table_settings, write_config
 
 TABLE = "archive.sda_observations"
@@ -225,7 +225,7 @@ class _RacingCatalog(SqlCatalog):
 def test_a_commit_racing_the_expiration_is_kept_and_the_run_replans(
     settings: Settings, store: StateStore, clock: ManualClock,
 ) -> None:
-    from lifecycle.catalog import embedded_properties
+    from lifecycle.iceberg.catalog import embedded_properties
 
     catalog = _RacingCatalog("archive", **embedded_properties(settings))
     _small(catalog, clock)
@@ -247,7 +247,7 @@ def test_a_scheduled_run_outside_its_window_stops_before_changing_anything(
     catalog: Any, ctx: JobContext, clock: ManualClock, store: StateStore,
 ) -> None:
     from lifecycle.jobs.base import STOPPED
-    from lifecycle.runtime import execute
+    from lifecycle.jobs.runtime import execute
 
     _small(catalog, clock)
     before = catalog.load_table(TABLE).metadata_location

@@ -23,11 +23,11 @@ import psycopg
 import pytest
 import redis
 
-from lifecycle.catalog import open_catalog
 from lifecycle.clock import ManualClock
+from lifecycle.iceberg.catalog import open_catalog
 from lifecycle.settings import Settings
 from lifecycle.state.store import StateStore
-from lifecycle.synth import Archive, ArchiveSpec, build_archive
+from lifecycle_cli.synth import Archive, ArchiveSpec, build_archive
 from tests.conftest import REPO, cli_env, free_port, make_settings, run_cli, wait_for, with_table_settings, write_config
 
 REDIS_BASE = os.environ.get("LIFECYCLE_TEST_REDIS", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
@@ -149,7 +149,7 @@ def make_fleet(
 
 
 def files_per_partition(table: Any) -> dict[str, int]:
-    from lifecycle.partitions import format_partition
+    from lifecycle.iceberg.partitions import format_partition
 
     out: dict[str, int] = {}
     for task in table.scan().plan_files():
@@ -172,7 +172,7 @@ def send(task: str, queue: str, task_id: str | None = None, **kwargs: Any) -> st
 
 def signed(settings: Settings, job: str, **kwargs: Any) -> dict[str, Any]:
     """A manual message's fields signed with the fleet secret, as `lifecycle-cli enqueue` sends them."""
-    from lifecycle.admission import sign_message
+    from lifecycle.jobs.admission import sign_message
     from lifecycle.state.runs import run_id_for
 
     kwargs.setdefault("run_id", run_id_for(job, kwargs["table"], kwargs.get("partition") or "", uuid.uuid4().hex))
@@ -236,7 +236,7 @@ def test_the_fan_out_sends_every_candidate_partition_exactly_once_across_several
     code = textwrap.dedent(f"""
         import json
         import workers.tasks as t
-        from lifecycle.admission import PLAN, sign_message
+        from lifecycle.jobs.admission import PLAN, sign_message
         t.FANOUT_BATCH = 2
         auth = sign_message(t.context().settings, PLAN, {TABLE!r}, None, True, None)
         print(json.dumps(t._plan_compaction(None, {TABLE!r}, manual=True, auth=auth)))
@@ -345,7 +345,7 @@ def _staged(db_url: str) -> int:
 
 _HAMMER = """
 import json, sys, time, redis
-from lifecycle.bandwidth_redis import RedisTokenBucket
+from lifecycle.fleet.bandwidth_redis import RedisTokenBucket
 url, key, rate, burst, chunk, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), \
     int(sys.argv[5]), float(sys.argv[6])
 client = redis.Redis.from_url(url)
@@ -417,7 +417,7 @@ def test_reaper_requeues_stale_runs_nobody_holds_and_fails_exhausted_ones(ctx: A
 
     from prometheus_client import REGISTRY
 
-    from lifecycle.reaper import reap
+    from lifecycle.fleet.reaper import reap
     from lifecycle.state.locks import AdvisoryLock
     from lifecycle.state.runs import RunStore
 
@@ -448,7 +448,7 @@ def test_a_run_that_keeps_dying_ends_failed_and_a_scheduled_one_outside_its_wind
     import dataclasses
     from datetime import UTC, datetime
 
-    from lifecycle.fleet import ALREADY_FINISHED, ATTEMPTS_EXHAUSTED, run_fleet_job
+    from lifecycle.fleet.execution import ALREADY_FINISHED, ATTEMPTS_EXHAUSTED, run_fleet_job
     from lifecycle.jobs.base import NOTHING_TO_DO, JobRequest
     from lifecycle.state.runs import RunStore
 

@@ -12,8 +12,9 @@ from workers.config import QUEUES, celery_config, time_limits
 
 
 def test_redis_fleet_config_has_the_safety_settings_and_limits_below_the_visibility_timeout() -> None:
-    settings = from_mapping({"fleet": {"broker_url": "redis://broker:6379/0"}}, env={})
-    conf = celery_config(settings, env={"LIFECYCLE_VISIBILITY_TIMEOUT": "3600"})
+    settings = from_mapping({"fleet": {"broker_url": "redis://broker:6379/0"}},
+                            env={"LIFECYCLE_VISIBILITY_TIMEOUT": "3600"})
+    conf = celery_config(settings)
     assert conf["broker_url"] == "redis://broker:6379/0"
     assert conf["broker_transport_options"]["visibility_timeout"] == 3600
     assert conf["task_soft_time_limit"] < conf["task_time_limit"] < 3600
@@ -33,20 +34,23 @@ def test_redis_fleet_config_has_the_safety_settings_and_limits_below_the_visibil
     assert routes["lifecycle.compact-schema-history"]["queue"] == "metadata"
     assert routes["lifecycle.plan-compaction"]["queue"] == routes["lifecycle.reap"]["queue"] == "control"
     assert "redbeat_redis_url" not in conf                     # workers answer `inspect conf`: no Redis URL
-    assert celery_config(settings, env={}, beat=True)["redbeat_redis_url"] == "redis://broker:6379/0"
+    assert celery_config(settings, beat=True)["redbeat_redis_url"] == "redis://broker:6379/0"
 
 
 def test_time_limits_must_stay_below_the_visibility_timeout() -> None:
-    assert time_limits({"LIFECYCLE_VISIBILITY_TIMEOUT": "10"}) == (10.0, 8.0, 9.0)
-    with pytest.raises(ConfigError, match="soft < hard < visibility"):
-        time_limits({"LIFECYCLE_VISIBILITY_TIMEOUT": "100", "LIFECYCLE_TASK_TIME_LIMIT": "120"})
-    with pytest.raises(ConfigError, match="LIFECYCLE_VISIBILITY_TIMEOUT"):
-        time_limits({"LIFECYCLE_VISIBILITY_TIMEOUT": "soon"})
+    assert time_limits(from_mapping({}, env={"LIFECYCLE_VISIBILITY_TIMEOUT": "10"})) == (10.0, 8.0, 9.0)
+    with pytest.raises(ConfigError, match=r"LIFECYCLE_TASK_TIME_LIMIT: .*soft < hard < visibility"):
+        from_mapping({}, env={"LIFECYCLE_VISIBILITY_TIMEOUT": "100", "LIFECYCLE_TASK_TIME_LIMIT": "120"})
+    with pytest.raises(ConfigError, match="LIFECYCLE_VISIBILITY_TIMEOUT: expected a number, got 'soon'"):
+        from_mapping({}, env={"LIFECYCLE_VISIBILITY_TIMEOUT": "soon"})
+    # the same rule from the file names the key
+    with pytest.raises(ConfigError, match=r"fleet\.task_time_limit_seconds: .*soft < hard < visibility"):
+        from_mapping({"fleet": {"visibility_timeout_seconds": 100, "task_time_limit_seconds": 120}}, env={})
 
 
 def test_the_embedded_default_uses_a_broker_with_no_server(tmp_path: Path) -> None:
     settings = from_mapping({"state": {"data_dir": str(tmp_path)}}, env={})
-    conf = celery_config(settings, env={})
+    conf = celery_config(settings)
     assert conf["broker_url"] == "filesystem://"
     assert Path(conf["broker_transport_options"]["data_folder_in"]).is_dir()
     assert str(tmp_path) in conf["broker_transport_options"]["data_folder_in"]

@@ -13,11 +13,11 @@ from pathlib import Path
 import psycopg
 import redis
 
-from lifecycle.catalog import open_catalog
 from lifecycle.clock import SystemClock
+from lifecycle.iceberg.catalog import open_catalog
 from lifecycle.state.runs import RunStore
 from lifecycle.state.store import StateStore
-from lifecycle.synth import ArchiveSpec, create_table
+from lifecycle_cli.synth import ArchiveSpec, create_table
 from tests.conftest import run_cli, wait_for
 from tests.integration.test_fleet import (  # noqa: F401  (fixtures)
     TABLE,
@@ -138,7 +138,7 @@ def test_a_partition_that_keeps_killing_its_worker_is_quarantined_across_message
     status = run_cli(["status"], env)
     assert status.returncode == 0 and "quarantined: 1" in status.stdout and CANONICAL in status.stdout, status
     # the fan-out skips it (the other partitions are still planned)
-    from lifecycle.fleet import fanout_plan
+    from lifecycle.compaction.fanout import fanout_plan
     from lifecycle.state.quarantine import quarantined_partitions
 
     store = StateStore(fleet.db_url, SystemClock())

@@ -14,7 +14,7 @@ from pyiceberg.table.snapshots import Operation, Snapshot, Summary
 from pyiceberg.table.update import AddSnapshotUpdate, AssertRefSnapshotId, SetSnapshotRefUpdate
 
 from lifecycle.lineage import REQUIRED_FIELDS, LineageValidationError, guard_catalog, lineage_properties
-from lifecycle.synth import ArchiveSpec, build_archive, make_rows
+from lifecycle_cli.synth import ArchiveSpec, build_archive, make_rows
 
 IDENT = "archive.sda_observations"
 DAY = date(2024, 3, 15)

@@ -11,7 +11,7 @@ from pyiceberg.table.snapshots import Operation, Snapshot, Summary
 from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
 
 from lifecycle.manifests.plan import ManifestPlan, plan_rewrite
-from lifecycle.synth import SCHEMA, SPEC
+from lifecycle_cli.synth import SCHEMA, SPEC
 
 TARGET = 16 * 1024
 

@@ -24,13 +24,13 @@ from pyiceberg.manifest import (
 from pyiceberg.table.snapshots import Operation, Snapshot, Summary
 from pyiceberg.table.update import AddSnapshotUpdate, AssertRefSnapshotId, SetSnapshotRefUpdate
 
-from lifecycle.datafiles import data_file_from_parquet
+from lifecycle.iceberg.datafiles import data_file_from_parquet
 from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest
+from lifecycle.jobs.runtime import execute
 from lifecycle.lineage import REQUIRED_FIELDS
-from lifecycle.runtime import execute
 from lifecycle.state.models import COMMITTED, REMOVED
 from lifecycle.state.models import DONE as PLAN_DONE
-from lifecycle.synth import ArchiveSpec, build_archive, make_rows, partition_path, synth_lineage, write_file
+from lifecycle_cli.synth import ArchiveSpec, build_archive, make_rows, partition_path, synth_lineage, write_file
 from tests.conftest import cli_env, run_cli, with_table_settings, write_config
 
 IDENT = "archive.sda_observations"
@@ -208,21 +208,21 @@ def test_resume_after_sigkill(catalog: Any, clock: Any, small_ctx: JobContext, t
 
 def test_concurrent_append_abandons_the_attempt_and_the_job_replans(catalog: Any, clock: Any,
                                                                    small_ctx: JobContext) -> None:
-    from lifecycle.errors import CommitConflictError
-    from lifecycle.manifests.job import _execute
-    from lifecycle.manifests.plan import current_manifests, plan_rewrite
+    from lifecycle.jobs.driver import attempt
+    from lifecycle.manifests.job import RewriteManifests
 
     stale = build_fast_appended(catalog, clock)
-    manifests = current_manifests(stale.io, stale.metadata)
-    plan = plan_rewrite(IDENT, stale.metadata, manifests, TARGET)
-    assert plan is not None and not plan.compact
+    op, request = RewriteManifests(), JobRequest("rewrite-manifests", IDENT)
+    planned = op.plan(small_ctx, request, stale)
+    assert planned.plan is not None and not planned.plan.plan.compact
     # a writer commits between the plan and the rewrite's commit
     catalog.load_table(IDENT).append(make_rows(random.Random(5), "apollo-7", date(2024, 3, 15), 3),
                                      snapshot_properties=synth_lineage())
     expected = sorted_rows(catalog.load_table(IDENT))
 
-    with pytest.raises(CommitConflictError):
-        _execute(small_ctx, JobRequest("rewrite-manifests", IDENT), stale, plan, manifests, {})
+    counts: dict[str, int | float] = {}
+    assert attempt(op, small_ctx, request, stale, planned.plan, counts) is None   # lost the race: re-plan
+    assert counts["conflicts"] == 1
     [abandoned] = [p for p in [small_ctx.store.plan(e.plan_id) for e in
                                small_ctx.store.entries(kind="stage-manifest")[:1]] if p]
     assert abandoned.state == "abandoned"

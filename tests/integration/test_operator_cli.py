@@ -15,10 +15,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from lifecycle import embedded_pg
 from lifecycle.clock import ManualClock
 from lifecycle.settings import Settings
-from lifecycle.synth import ArchiveSpec, OrphanSpec, build_archive
+from lifecycle.state import embedded_pg
+from lifecycle_cli.synth import ArchiveSpec, OrphanSpec, build_archive
 from tests.conftest import REPO, cli_env, free_port, run_cli, with_table_settings, write_config
 
 TABLE = "archive.sda_observations"
@@ -28,7 +28,7 @@ PARTS = [("apollo-7", date(2024, 3, 15)), ("apollo-8", date(2024, 3, 15))]
 def on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
     """Run the CLI with stderr on a pseudo-terminal; (exit status, stdout, what the terminal showed)."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "lifecycle", *args], env=env, cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "lifecycle_cli", *args], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=slave, text=True)
     os.close(slave)
     shown = bytearray()
@@ -131,8 +131,8 @@ def test_no_third_party_warning_on_stderr_without_xdg_runtime_dir() -> None:
     try:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("LIFECYCLE_", "PYICEBERG_")) and k != "XDG_RUNTIME_DIR"}
-        out = subprocess.run([sys.executable, "-m", "lifecycle", "status"], cwd=folder, env=env, capture_output=True,
-                             text=True, timeout=240)
+        out = subprocess.run([sys.executable, "-m", "lifecycle_cli", "status"], cwd=folder, env=env,
+                             capture_output=True, text=True, timeout=240)
         assert out.returncode == 0, out.stderr
         assert out.stderr == "" and "config: embedded default" in out.stdout
     finally:

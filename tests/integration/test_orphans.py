@@ -15,10 +15,10 @@ from lifecycle.bandwidth import TokenBucket
 from lifecycle.clock import ManualClock
 from lifecycle.errors import GcDisabledError
 from lifecycle.jobs.base import DONE, DRY_RUN, NOTHING_TO_DO, JobContext, JobRequest
-from lifecycle.runtime import execute
+from lifecycle.jobs.runtime import execute
 from lifecycle.settings import Settings
 from lifecycle.state.store import StateStore
-from lifecycle.synth import ArchiveSpec, OrphanSpec, build_archive
+from lifecycle_cli.synth import ArchiveSpec, OrphanSpec, build_archive
 from tests.conftest import s3_catalog_properties
 from tests.integration.test_orphans_scenario import IDENT, all_files, build, read_table
 
@@ -134,9 +134,9 @@ def test_scheme_mismatch_is_refused_unless_configured(tmp_path: Path, moto_endpo
 
     from pyiceberg.manifest import DataFile
 
-    from lifecycle.datafiles import data_file_from_parquet
     from lifecycle.errors import UnsafeDeleteError
-    from lifecycle.synth import make_rows, synth_lineage, write_file
+    from lifecycle.iceberg.datafiles import data_file_from_parquet
+    from lifecycle_cli.synth import make_rows, synth_lineage, write_file
     from tests.conftest import make_settings
 
     cat = SqlCatalog("archive", **s3_catalog_properties(tmp_path, moto_endpoint, s3_bucket))

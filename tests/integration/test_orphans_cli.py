@@ -76,7 +76,7 @@ def test_sigkill_mid_delete_then_rerun_finishes_without_touching_live_files(
 
 def test_min_age_zero_is_refused_with_exit_2(tmp_path: Path, settings: Settings, catalog: Any,
                                               clock: ManualClock) -> None:
-    from lifecycle.synth import ArchiveSpec, OrphanSpec, build_archive
+    from lifecycle_cli.synth import ArchiveSpec, OrphanSpec, build_archive
 
     arch = build_archive(catalog, ArchiveSpec(files_per_partition=1, file_bytes=(2000, 3000),
                                               orphans=[OrphanSpec(2, 30)]), clock)

@@ -22,7 +22,7 @@ import psycopg
 from lifecycle.clock import ManualClock
 from lifecycle.state.models import COPIED, DELETED, PENDING, REMOVED, WRITTEN, NewEntry
 from lifecycle.state.store import StateStore
-from lifecycle.synth import ArchiveSpec, build_archive
+from lifecycle_cli.synth import ArchiveSpec, build_archive
 from tests.conftest import wait_for
 
 IDENT = "archive.sda_observations"

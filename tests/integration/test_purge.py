@@ -18,12 +18,12 @@ from lifecycle.bandwidth import TokenBucket
 from lifecycle.clock import ManualClock
 from lifecycle.expiration.job import run_expire
 from lifecycle.expiration.purge import run_purge
+from lifecycle.iceberg.reachability import live_set
 from lifecycle.jobs.base import DONE, NOTHING_TO_DO, JobContext, JobRequest
-from lifecycle.reachability import live_set
 from lifecycle.settings import Settings
 from lifecycle.state.models import DELETED, PENDING
 from lifecycle.state.store import StateStore
-from lifecycle.synth import ArchiveSpec, build_archive
+from lifecycle_cli.synth import ArchiveSpec, build_archive
 from tests.conftest import cli_env, pyiceberg_env, run_cli, s3_catalog_properties, with_table_settings, write_config
 
 TABLE = "archive.sda_observations"

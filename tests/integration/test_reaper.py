@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lifecycle.clock import ManualClock
-from lifecycle.reaper import reap
+from lifecycle.fleet.reaper import reap
 from lifecycle.state.runs import RunStore
 from lifecycle.state.store import StateStore
 

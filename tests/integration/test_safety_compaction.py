@@ -14,10 +14,10 @@ import pytest
 
 from lifecycle.errors import LockLostError
 from lifecycle.jobs.base import ABANDONED, DONE, JobContext, JobRequest
+from lifecycle.jobs.runtime import execute
 from lifecycle.lineage import lineage_properties
-from lifecycle.runtime import execute
 from lifecycle.state.models import EXECUTING
-from lifecycle.synth import ArchiveSpec, add_small_files
+from lifecycle_cli.synth import ArchiveSpec, add_small_files
 from tests.iceberg_writes import commit_position_delete
 from tests.integration.test_compaction import (
     TABLE,
@@ -138,7 +138,7 @@ def test_recovery_keeps_outputs_that_a_retained_snapshot_still_reads(ctx: JobCon
     ctx = scaled(ctx)
     make_archive(ctx)
     config = write_config(tmp_path / "lifecycle.toml", ctx.settings)
-    out = subprocess.run([sys.executable, "-m", "lifecycle", "run", "compact", "--table", TABLE],
+    out = subprocess.run([sys.executable, "-m", "lifecycle_cli", "run", "compact", "--table", TABLE],
                          env=cli_env(config, LIFECYCLE_CRASH_AT="compact.after-commit"), cwd=REPO,
                          capture_output=True, text=True, timeout=240)
     assert out.returncode == -9, out.stderr
@@ -171,7 +171,7 @@ def test_an_abandoned_group_makes_the_cli_exit_1_and_says_so_in_json(
         ctx: JobContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from lifecycle.cli import main
+    from lifecycle_cli import main
     from tests.conftest import write_config
 
     ctx = scaled(ctx)

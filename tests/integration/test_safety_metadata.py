@@ -17,10 +17,10 @@ from lifecycle.clock import ManualClock
 from lifecycle.errors import LifecycleError
 from lifecycle.expiration.job import run_expire
 from lifecycle.expiration.purge import run_purge
+from lifecycle.iceberg.reachability import live_set, reachable_from
 from lifecycle.jobs.base import JobContext, JobRequest
-from lifecycle.reachability import live_set, reachable_from
-from lifecycle.runtime import execute
-from lifecycle.synth import ArchiveSpec, add_small_files, build_archive
+from lifecycle.jobs.runtime import execute
+from lifecycle_cli.synth import ArchiveSpec, add_small_files, build_archive
 from tests.conftest import cli_env, run_cli, with_table_settings, write_config
 from tests.integration.test_manifests_rewrite import IDENT, build_fast_appended, local, sorted_rows
 

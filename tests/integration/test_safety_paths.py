@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 
 from lifecycle.clock import ManualClock
-from lifecycle.datafiles import data_file_from_parquet
 from lifecycle.expiration.job import run_expire
 from lifecycle.expiration.purge import run_purge
+from lifecycle.iceberg.datafiles import data_file_from_parquet
 from lifecycle.jobs.base import JobContext, JobRequest
-from lifecycle.runtime import execute
+from lifecycle.jobs.runtime import execute
 from lifecycle.state.models import NewEntry
 from lifecycle.state.writers import WriterHeartbeat
-from lifecycle.synth import ArchiveSpec, build_archive, make_rows, partition_path, synth_lineage, write_file
+from lifecycle_cli.synth import ArchiveSpec, build_archive, make_rows, partition_path, synth_lineage, write_file
 from tests.conftest import cli_env, run_cli, with_table_settings, write_config
 
 TABLE = "archive.sda_observations"

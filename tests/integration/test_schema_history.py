@@ -17,10 +17,10 @@ from pyiceberg.transforms import BucketTransform
 from pyiceberg.types import StringType
 
 from lifecycle.jobs.base import DONE, NOTHING_TO_DO, JobContext, JobRequest
-from lifecycle.runtime import execute
+from lifecycle.jobs.runtime import execute
 from lifecycle.state.models import DELETED
 from lifecycle.state.models import DONE as PLAN_DONE
-from lifecycle.synth import ArchiveSpec, create_table, make_rows
+from lifecycle_cli.synth import ArchiveSpec, create_table, make_rows
 from tests.conftest import cli_env, run_cli, with_table_settings, write_config
 
 IDENT = "archive.sda_observations"

@@ -18,11 +18,11 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from lifecycle.catalog import open_catalog
 from lifecycle.clock import ManualClock
+from lifecycle.iceberg.catalog import open_catalog
 from lifecycle.state.runs import RunStore
 from lifecycle.state.store import StateStore
-from lifecycle.synth import ArchiveSpec, build_archive
+from lifecycle_cli.synth import ArchiveSpec, build_archive
 from tests.conftest import REPO, cli_env, free_port, make_settings, run_cli, wait_for, write_config
 from tests.integration.test_fleet import PARTS, TABLE
 

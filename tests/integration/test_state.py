@@ -158,7 +158,7 @@ def test_heartbeat_helper_creates_refreshes_and_removes_its_row(db_url: str, sto
 def test_purge_backlog_gauge_reports_the_oldest_overdue_entry(store: StateStore, clock: ManualClock) -> None:
     from prometheus_client import REGISTRY
 
-    from lifecycle.reaper import observe_purge_backlog
+    from lifecycle.fleet.reaper import observe_purge_backlog
 
     plan = store.create_plan("expire", "archive.pb", "", {}, None, entries={"purge": [
         NewEntry("file:///w/old.avro", 1, eligible_at=clock.now() - timedelta(hours=3)),

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from lifecycle.clock import ManualClock, to_millis
 from lifecycle.settings import Settings
-from lifecycle.synth import ArchiveSpec, OrphanSpec, build_archive
+from lifecycle_cli.synth import ArchiveSpec, OrphanSpec, build_archive
 from tests.conftest import cli_env, run_cli, write_config
 
 
@@ -90,8 +90,8 @@ def test_bad_input_exits_2_with_one_line(settings: Settings, tmp_path: Path) -> 
 
 def test_pre_delete_checks_use_only_the_reference_decoders(catalog: Any, clock: ManualClock,
                                                             monkeypatch: Any) -> None:
-    from lifecycle import reachability
     from lifecycle.expiration import purge
+    from lifecycle.iceberg import reachability
     from lifecycle.safety.landed import LiveSets
 
     archive = build_archive(catalog, ArchiveSpec(files_per_partition=3, file_bytes=(20_000, 30_000),

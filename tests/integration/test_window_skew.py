@@ -10,10 +10,10 @@ from typing import Any
 from beat_schedule import CADENCES, cadence_schedule
 from lifecycle.clock import ManualClock
 from lifecycle.expiration.job import run_expire
-from lifecycle.fleet import run_fleet_job
+from lifecycle.fleet.execution import run_fleet_job
 from lifecycle.jobs.base import DONE, JobContext, JobRequest
 from lifecycle.state.models import DELETED, PENDING
-from lifecycle.synth import ArchiveSpec, build_archive
+from lifecycle_cli.synth import ArchiveSpec, build_archive
 from tests.conftest import with_table_settings
 
 TABLE = "archive.sda_observations"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from lifecycle.bandwidth_redis import RedisTokenBucket, fleet_limiter
+from lifecycle.fleet.bandwidth_redis import RedisTokenBucket, fleet_limiter
 from lifecycle.settings import from_mapping
 
 

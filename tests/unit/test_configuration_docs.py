@@ -9,7 +9,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from lifecycle.settings import _ENV_OVERRIDES, _SECTIONS, Settings, TableSettings, load
+from lifecycle.settings import _SECTIONS, ENV_OVERRIDES, PROCESS_ENV, Settings, TableSettings, load
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "configuration.md"
@@ -32,7 +32,7 @@ def test_every_key_is_documented_with_its_default() -> None:
                 row = re.search(rf"^\| `\[{section}\] {f.name}` \| `([^`]*)`", text, flags=re.M)
             assert row, f"{section}.{f.name} is not in docs/configuration.md"
             assert _parsed(row.group(1)) == default, f"{section}.{f.name}: documented {row.group(1)}, is {default!r}"
-    for var in _ENV_OVERRIDES.values():
+    for var in ENV_OVERRIDES.values():
         assert f"`{var}`" in text, var
 
 
@@ -45,6 +45,18 @@ def test_every_environment_variable_the_code_reads_is_documented() -> None:
     found |= {"LIFECYCLE_LOG_LEVEL", "LIFECYCLE_METRICS_ADDR"}
     missing = sorted(v for v in found if f"`{v}`" not in text)
     assert missing == [], missing
+
+
+def test_every_variable_is_declared_once_and_only_settings_reads_those_that_override_a_key() -> None:
+    declared = set(ENV_OVERRIDES.values()) | set(PROCESS_ENV)
+    assert not set(ENV_OVERRIDES.values()) & set(PROCESS_ENV)
+    for folder in ("lifecycle", "lifecycle_cli", "workers"):
+        for path in (ROOT / folder).rglob("*.py"):
+            used = set(re.findall(r"\bLIFECYCLE_[A-Z][A-Z_]*[A-Z]\b", path.read_text()))
+            assert used <= declared, f"{path.relative_to(ROOT)} reads undeclared {sorted(used - declared)}"
+            if path.name != "settings.py":
+                reads = set(re.findall(r"environ(?:\.get)?[\[(]\s*\"(LIFECYCLE_[A-Z_]+)", path.read_text()))
+                assert not reads & set(ENV_OVERRIDES.values()), f"{path.relative_to(ROOT)} reads {reads}"
 
 
 def test_the_example_lists_every_key_at_its_default_and_loads() -> None:

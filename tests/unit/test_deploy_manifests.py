@@ -136,8 +136,8 @@ def test_schema_validation_catches_a_broken_manifest() -> None:
 def test_one_worker_per_queue_with_drain_heartbeat_liveness_and_grace_above_the_time_limit(target: str) -> None:
     docs = render(target)
     env = env_of(docs)
-    visibility, soft, hard = time_limits(env)
-    assert (visibility, soft, hard) != time_limits({}), "lifecycle-env must set the task time limits"
+    visibility, soft, hard = time_limits(from_mapping({}, env=env))
+    assert (visibility, soft, hard) != time_limits(from_mapping({}, env={})), "lifecycle-env must set the task limits"
     workers = {n: d for n, d in by_kind(docs, "Deployment").items() if n.startswith("lifecycle-worker-")}
     assert sorted(workers) == sorted(f"lifecycle-worker-{q}" for q in QUEUES)
     for queue in QUEUES:
@@ -319,8 +319,8 @@ def test_the_commands_the_manifests_run_exist() -> None:
     import flower  # type: ignore[import-untyped]  # noqa: F401  (provides `celery flower`)
     import redbeat
 
-    import lifecycle.cli  # noqa: F401  (attaches the sub-commands)
-    from lifecycle.cli.common import cli
+    import lifecycle_cli  # noqa: F401  (attaches the sub-commands)
+    from lifecycle_cli.common import cli
     from workers.app import app
 
     assert {q.name for q in app.conf.task_queues} == set(QUEUES)  # the queues the worker Deployments consume
@@ -328,7 +328,7 @@ def test_the_commands_the_manifests_run_exist() -> None:
     db = cli.commands["db"]
     assert isinstance(db, click.Group) and "upgrade" in db.commands
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert pyproject["project"]["scripts"]["lifecycle-cli"] == "lifecycle.cli:main"
+    assert pyproject["project"]["scripts"]["lifecycle-cli"] == "lifecycle_cli:main"
 
 
 def test_the_example_overlay_narrows_egress_to_named_destinations() -> None:

@@ -13,13 +13,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lifecycle import signing
 from lifecycle.compaction.planner import FileInfo, Strategy, Thresholds, is_candidate, plan_partition
 from lifecycle.errors import ConfigError
+from lifecycle.fleet import signing
+from lifecycle.jobs.specs import scheduled_window_open
 from lifecycle.log import mask
 from lifecycle.settings import from_mapping
 from lifecycle.state.locks import lock_key
-from lifecycle.windows import parse_window, scheduled_window_open
+from lifecycle.windows import parse_window
 
 PASSWORD = "Qw3rtyU1@Zx8cVb2/Nm4kLp9:Hy6tGf5"   # '@', '/' and ':' inside
 SEGMENTS = ("Qw3rtyU1", "Zx8cVb2", "Nm4kLp9", "Hy6tGf5", quote(PASSWORD, safe=""))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lifecycle.errors import UnsupportedFormatError
-from lifecycle.formats import check_writable, writable_format_version
 from lifecycle.jobs.base import JOB_NAMES
+from lifecycle.jobs.formats import check_writable, writable_format_version
 from lifecycle.jobs.registry import METADATA_WRITERS
 
 

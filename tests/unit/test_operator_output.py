@@ -13,8 +13,8 @@ from prometheus_client import REGISTRY
 
 from lifecycle import log
 from lifecycle.bandwidth import TokenBucket
-from lifecycle.cli.progress import TerminalBar, fit, render
 from lifecycle.progress import Progress, counted
+from lifecycle_cli.progress import TerminalBar, fit, render
 from workers.signals import worker_log_level
 
 
@@ -38,12 +38,12 @@ def test_a_worker_logs_one_json_object_a_line_with_fields_and_masked_secrets(cel
     ours = [h for h in logging.getLogger().handlers if getattr(h, "stream", None) is celery_handler]
     log.configure_under(ours, worker_log_level("WARNING", env={}))
     log.get("workers.signals").event("worker.metrics", port=9808)
-    log.get("lifecycle.runtime").event("job.finish", job="compact", counts={"files_in": 4},
+    log.get("lifecycle.jobs.runtime").event("job.finish", job="compact", counts={"files_in": 4},
                                        error="redis://:p@ss/w:rd@redis:6379/0 refused")
     logging.getLogger("celery.worker").warning("Connected to redis://:hunter2@redis:6379/0")
     lines = [json.loads(line) for line in celery_handler.getvalue().splitlines()]
     assert [(r["event"], r["logger"]) for r in lines] == [
-        ("worker.metrics", "workers.signals"), ("job.finish", "lifecycle.runtime"),
+        ("worker.metrics", "workers.signals"), ("job.finish", "lifecycle.jobs.runtime"),
         ("Connected to redis://:***@redis:6379/0", "celery.worker")]
     assert lines[0]["port"] == 9808 and lines[1]["counts"] == {"files_in": 4}
     assert "hunter2" not in celery_handler.getvalue()

@@ -19,8 +19,8 @@ from pyiceberg.transforms import (
 from pyiceberg.types import DateType, LongType, NestedField, StringType, TimestamptzType
 
 from lifecycle.errors import PartitionError
-from lifecycle.partitions import format_partition, parse_partition, row_filter
-from lifecycle.synth import SCHEMA, SPEC
+from lifecycle.iceberg.partitions import format_partition, parse_partition, row_filter
+from lifecycle_cli.synth import SCHEMA, SPEC
 
 WIDE = Schema(
     NestedField(1, "mission_id", StringType()),

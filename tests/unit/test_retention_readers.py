@@ -23,9 +23,9 @@ from pyiceberg.manifest import (
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
 
-from lifecycle import reachability
-from lifecycle.manifest_entries import read_live_entries
-from lifecycle.manifest_lists import read_entries
+from lifecycle.iceberg import reachability
+from lifecycle.iceberg.manifest_entries import read_live_entries
+from lifecycle.iceberg.manifest_lists import read_entries
 
 
 def _ref(path: str, length: int, spec_id: int, content: int) -> tuple[str, int, int, int]:
@@ -129,7 +129,7 @@ def _appended_table(tmp_path: Path, appends: int, delete_below: int | None = Non
 
 
 def test_persistent_cache_serves_a_fresh_process_without_reading_and_gives_the_same_answer(tmp_path: Path) -> None:
-    from lifecycle.reachability_cache import PersistentManifestCache
+    from lifecycle.iceberg.reachability_cache import PersistentManifestCache
 
     table = _appended_table(tmp_path, 5, delete_below=2)
     snaps = table.metadata.snapshots
@@ -147,7 +147,7 @@ def test_persistent_cache_serves_a_fresh_process_without_reading_and_gives_the_s
 
 
 def test_caches_keep_one_runs_working_set_in_memory_and_prune_rows_unused_for_thirty_days(tmp_path: Path) -> None:
-    from lifecycle.reachability_cache import MAX_AGE_DAYS, PersistentManifestCache
+    from lifecycle.iceberg.reachability_cache import MAX_AGE_DAYS, PersistentManifestCache
 
     table = _appended_table(tmp_path, 4)
     snaps = table.metadata.snapshots

@@ -66,11 +66,3 @@ def test_fake_now_shifts_the_default_clock(monkeypatch: pytest.MonkeyPatch) -> N
     assert now.year == 2030 and now.hour == 3
     clock = ManualClock(datetime(2026, 1, 1))
     assert clock.now().tzinfo is not None
-
-
-def test_lifecycle_never_imports_celery() -> None:
-    import subprocess
-    import sys
-
-    code = "import lifecycle, lifecycle.cli, lifecycle.runtime, sys; assert 'celery' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)

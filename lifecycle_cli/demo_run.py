@@ -22,14 +22,14 @@ from typing import Any
 
 from pyiceberg.table import Table
 
-from lifecycle import embedded_pg
-from lifecycle.catalog import open_catalog
 from lifecycle.clock import default_clock
-from lifecycle.demo_worker import DemoWorker, RunWatch, summed_metrics, wait_reaped
+from lifecycle.iceberg.catalog import open_catalog
+from lifecycle.iceberg.partitions import format_partition
 from lifecycle.jobs.base import JOB_NAMES
-from lifecycle.partitions import format_partition
 from lifecycle.settings import Settings
-from lifecycle.synth import ArchiveSpec, OrphanSpec, add_small_files, build_archive
+from lifecycle.state import embedded_pg
+from lifecycle_cli.demo_worker import DemoWorker, RunWatch, summed_metrics, wait_reaped
+from lifecycle_cli.synth import ArchiveSpec, OrphanSpec, add_small_files, build_archive
 
 Echo = Callable[[str], None]
 METRIC_PREFIXES = ("files_compacted_total", "snapshots_expired_total", "orphans_cleaned_total",
@@ -80,7 +80,7 @@ def _run_job(echo: Echo, settings: Settings, store: Any, worker: DemoWorker, job
              identifier: str) -> bool:
     """Send `job` as the fleet would (compaction: the planning task, which fans out per partition); print
     each run; True when every run finished `done`."""
-    from lifecycle.fleet import candidate_partitions
+    from lifecycle.compaction.fanout import candidate_partitions
     from workers import tasks
 
     watch = RunWatch(store, job, identifier).start()

@@ -1,4 +1,4 @@
-"""What the installed PyIceberg can write, checked once before a job runs (from `lifecycle.runtime.execute`).
+"""What the installed PyIceberg can write, checked once before a job runs (from `lifecycle.jobs.runtime.execute`).
 
 PyIceberg reads tables of a newer format than it writes (0.12 reads format 3, deletion vectors included, but
 cannot write a format-3 manifest, manifest list or metadata update). A job that commits metadata (compact,

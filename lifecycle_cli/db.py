@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from lifecycle.cli.common import cli, config_option, settings_from
 from lifecycle.state import migrations
 from lifecycle.state.db import connect, database_url
+from lifecycle_cli.common import cli, config_option, settings_from
 
 
 @cli.group(help="State database maintenance.")

@@ -15,7 +15,7 @@ from lifecycle.settings import Settings, load
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _JobType(click.ParamType):  # type: ignore[type-arg]
+class _JobType(click.ParamType):  # type: ignore[type-arg]  # generic only in the stubs, not at runtime
     name = "JOB"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:

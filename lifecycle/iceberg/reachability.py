@@ -19,8 +19,8 @@ from pyiceberg.manifest import ManifestContent, ManifestFile, read_manifest_list
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Snapshot
 
-from lifecycle.manifest_entries import read_live_entries
-from lifecycle.manifest_lists import read_entries
+from lifecycle.iceberg.manifest_entries import read_live_entries
+from lifecycle.iceberg.manifest_lists import read_entries
 
 _rust_manifest: Any
 try:
@@ -70,7 +70,7 @@ class ManifestCache:
         self.manifest_reads = 0
         _process_caches.add(self)
 
-    # A persistent cache (lifecycle.reachability_cache) overrides these two pairs; the default keeps nothing.
+    # A persistent cache (lifecycle.iceberg.reachability_cache) overrides these two pairs; the default keeps nothing.
     def _load_list(self, path: str) -> tuple[ManifestRef, ...] | None:
         return None
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from lifecycle.manifest_lists import _header, _varint, data_blocks
+from lifecycle.iceberg.manifest_lists import _header, _varint, data_blocks
 
 Skip = Callable[[bytes, int], int]
 _DELETED = 2
@@ -41,7 +41,7 @@ def _compile(t: Any, names: dict[str, Any]) -> Skip:
         return union
     if isinstance(t, str):
         if t in names:
-            return names[t]  # type: ignore[no-any-return]
+            return names[t]  # type: ignore[no-any-return]  # a named type's reader, bound above
         return _PRIMITIVE[t]
     kind = t["type"]
     if kind == "record":

@@ -4,7 +4,7 @@ re-sends and beat's emissions (checked by the worker that takes them).
 A request names a known job and a table of the fleet's set (the configured tables, else the tables of the
 default namespace) that the catalog knows; a partition only for a per-partition job, parsed against the
 table's spec and formatted back, so one partition has one text and one lock key whatever the field order.
-A message may claim `manual` or its own `run_id` only when signed with the fleet secret (lifecycle/signing.py).
+A message may claim `manual` or its own `run_id` only when signed with the fleet secret (lifecycle/fleet/signing.py).
 A refused message is acknowledged, logged once and counted by reason: it runs nothing and leaves no row.
 """
 
@@ -16,11 +16,11 @@ from typing import Any
 
 from pyiceberg.catalog import Catalog
 
-from lifecycle import signing
-from lifecycle.catalog import qualify, resolve_table
 from lifecycle.errors import BadInputError, PartitionError, UnknownJobError, UnknownTableError
+from lifecycle.fleet import signing
+from lifecycle.iceberg.catalog import qualify, resolve_table
+from lifecycle.iceberg.partitions import parse_partition
 from lifecycle.jobs.registry import PARTITIONED_JOBS, check_job
-from lifecycle.partitions import parse_partition
 from lifecycle.settings import Settings
 
 # Why a message was refused: the only label of lifecycle_messages_rejected_total (bounded, never a table).

@@ -12,13 +12,13 @@ from typing import Any
 
 import click
 
-from lifecycle.catalog import all_tables
-from lifecycle.cli.common import JOB, cli, config_option, emit_json, settings_from
-from lifecycle.cli.progress import TerminalBar
 from lifecycle.errors import LifecycleError
+from lifecycle.iceberg.catalog import all_tables
+from lifecycle.iceberg.partitions import parse_partition
 from lifecycle.jobs.base import ABANDONED, JobRequest, JobResult
-from lifecycle.partitions import parse_partition
-from lifecycle.runtime import build_context, execute, validate_request
+from lifecycle.jobs.runtime import build_context, execute, validate_request
+from lifecycle_cli.common import JOB, cli, config_option, emit_json, settings_from
+from lifecycle_cli.progress import TerminalBar
 
 
 def _print_result(result: JobResult) -> None:

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 
 import click
 
-from lifecycle.cli.common import cli
 from lifecycle.errors import LifecycleError
 from lifecycle.log import mask
+from lifecycle_cli.common import cli
 
 # Each command module attaches its commands to `cli`.
-from lifecycle.cli import cold, db, demo, enqueue, quarantine, run, status  # noqa: F401  isort: skip
+from lifecycle_cli import cold, db, demo, enqueue, quarantine, run, status  # noqa: F401  isort: skip
 
 
 def main(argv: Sequence[str] | None = None) -> None:

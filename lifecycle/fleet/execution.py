@@ -1,61 +1,31 @@
-"""Fleet execution around `runtime.execute`: deterministic job runs, capped attempts, run heartbeats, and the
-compaction fan-out (which partitions need work). Called by the Celery tasks; never imports celery.
+"""Fleet execution around `runtime.execute`: deterministic job runs, capped attempts and run heartbeats.
+Called by the Celery tasks; never imports celery.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
-from collections.abc import Collection
-from typing import Any
 
 from lifecycle import log, metrics
-from lifecycle.admission import RequestRejected
-from lifecycle.census import census
-from lifecycle.compaction.planner import is_candidate
-from lifecycle.compaction.strategy import select_strategy, thresholds_for
 from lifecycle.errors import StaleStateError
+from lifecycle.jobs.admission import RequestRejected
 from lifecycle.jobs.base import LOCKED, NOTHING_TO_DO, JobContext, JobRequest, JobResult
 from lifecycle.jobs.specs import lock_kind
-from lifecycle.settings import TableSettings
 from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.models import JobRun
 from lifecycle.state.quarantine import Quarantine
 from lifecycle.state.runs import DONE, FAILED, QUEUED, RUNNING, RunStore, run_id_for
 
-_log = log.get("lifecycle.fleet")
+_log = log.get("lifecycle.fleet.execution")
 
 ALREADY_FINISHED = "already-finished"   # a redelivery of a run that already ended: acknowledged, nothing done
 ATTEMPTS_EXHAUSTED = "attempts-exhausted"
 
 
-def heartbeat_seconds() -> float:
-    return float(os.environ.get("LIFECYCLE_RUN_HEARTBEAT_SECONDS", "15"))
-
-
 def message_run_id(job: str, table: str, partition: str | None, message_id: str) -> str:
     """One run per message: a redelivery of the same message names the same run."""
     return run_id_for(job, table, partition or "", message_id)
-
-
-def candidate_partitions(table: Any, table_name: str, ts: TableSettings) -> list[str]:
-    """The partitions compaction would work on (see `fanout_plan`)."""
-    return fanout_plan(table, table_name, ts)[0]
-
-
-def fanout_plan(table: Any, table_name: str, ts: TableSettings,
-                skip: Collection[str] = ()) -> tuple[list[str], int]:
-    """(candidate partitions, small-file backlog) from ONE streamed pass over the current snapshot's manifests
-    (lifecycle/census.py: a few integers per partition, never the table's DataFiles), decided by compaction's
-    own planner rule with the table-property thresholds (a file with many deletes makes its partition one).
-    Partitions in `skip` (quarantined) are left out."""
-    strategy = select_strategy(table.properties, table.sort_order(), table.schema())
-    thresholds = thresholds_for(ts, table.properties, strategy)
-    _snapshot_id, counts = census(table, thresholds.small_file_bytes, ts.small_file_bytes)
-    backlog = sum(c.backlog for c in counts.values())
-    return sorted(p for p, c in counts.items()
-                  if p not in skip and (is_candidate(c.small, thresholds) or c.heavy)), backlog
 
 
 class _Heartbeat:
@@ -111,9 +81,9 @@ def _check_run(run: JobRun | None, req: JobRequest) -> None:
 
 
 def run_fleet_job(ctx: JobContext, req: JobRequest) -> JobResult:
-    """Execute one admitted message's job run (lifecycle/admission.py validated it): skip a finished run, cap
+    """Execute one admitted message's job run (lifecycle/jobs/admission.py validated it): skip a finished run, cap
     attempts, refuse a quarantined key, heartbeat while running. RequestRejected: nothing ran, no row."""
-    from lifecycle.runtime import execute
+    from lifecycle.jobs.runtime import execute
 
     assert req.run_id, "fleet runs carry a deterministic run id"
     runs = RunStore(ctx.store)
@@ -134,7 +104,7 @@ def run_fleet_job(ctx: JobContext, req: JobRequest) -> JobResult:
         return JobResult(req.job, req.table, req.partition, NOTHING_TO_DO,
                          detail=[f"outside its window at {ctx.clock.now():%H:%M} UTC; the next tick continues"])
     try:
-        with _Heartbeat(runs, req.run_id, heartbeat_seconds()):
+        with _Heartbeat(runs, req.run_id, ctx.settings.fleet.run_heartbeat_seconds):
             return execute(job_ctx, req, attempts=attempts)
     except StaleStateError:
         after = runs.get(req.run_id)

@@ -12,14 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lifecycle import admission, log, metrics, reachability
+from lifecycle import log, metrics
 from lifecycle.bandwidth import Limiter, process_limiter
-from lifecycle.catalog import open_catalog
 from lifecycle.clock import Clock, default_clock
 from lifecycle.errors import LifecycleError, StopRequested
-from lifecycle.formats import check_request
+from lifecycle.iceberg import reachability
+from lifecycle.iceberg.catalog import open_catalog
 from lifecycle.identity import worker_id
+from lifecycle.jobs import admission
 from lifecycle.jobs.base import LOCKED, STOPPED, JobContext, JobRequest, JobResult, Status
+from lifecycle.jobs.formats import check_request
 from lifecycle.jobs.registry import JobFn, runner
 from lifecycle.jobs.specs import lock_kind
 from lifecycle.lineage import guard_catalog
@@ -30,7 +32,7 @@ from lifecycle.state.quarantine import Quarantine
 from lifecycle.state.runs import RunStore
 from lifecycle.state.store import StateStore
 
-_log = log.get("lifecycle.runtime")
+_log = log.get("lifecycle.jobs.runtime")
 
 
 @dataclass
@@ -58,7 +60,7 @@ def build_context(
 
 
 def validate_request(ctx: JobContext, job: str, table: str, partition: str | None) -> tuple[str, str | None]:
-    """Bad input is refused before anything changes (lifecycle/admission.py: the one validation of every
+    """Bad input is refused before anything changes (lifecycle/jobs/admission.py: the one validation of every
     entry point): unknown job, a table outside the fleet's set, a malformed partition."""
     return admission.validate_request(ctx.settings, ctx.catalog, job, table, partition)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from lifecycle.cli.common import cli, config_option, settings_from
 from lifecycle.errors import LifecycleError
+from lifecycle_cli.common import cli, config_option, settings_from
 
 
 @cli.command(help="Build a synthetic archive on the embedded default, run every job through a real worker, "
@@ -16,14 +16,14 @@ from lifecycle.errors import LifecycleError
 @config_option
 @click.pass_context
 def demo(ctx: click.Context, fresh: bool, keep_db: bool, stop_only: bool, sub_config_path: str | None) -> None:
-    from lifecycle import embedded_pg
+    from lifecycle.state import embedded_pg
 
     settings = settings_from(ctx, sub_config_path)
     if stop_only:
         found = embedded_pg.stop(settings.data_dir)
         click.echo(f"stopped {found.describe()}" if found.running else found.describe())
         return
-    from lifecycle.demo import run_demo
+    from lifecycle_cli.demo_run import run_demo
 
     if not run_demo(settings, fresh=fresh, echo=click.echo, keep_db=keep_db):
         raise LifecycleError("demo: a job did not finish (see above)")

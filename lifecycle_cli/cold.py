@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from lifecycle.catalog import open_catalog, resolve_table
-from lifecycle.cli.common import cli, config_option, emit_json, settings_from
 from lifecycle.clock import default_clock
+from lifecycle.iceberg.catalog import open_catalog, resolve_table
 from lifecycle.state.db import database_url
 from lifecycle.state.store import StateStore
+from lifecycle_cli.common import cli, config_option, emit_json, settings_from
 
 
 @cli.group(help="The cold tier (S3 Glacier IR, or a local folder in the embedded default).")

@@ -13,7 +13,7 @@ from lifecycle import log
 from lifecycle.errors import ConfigError, UnknownTableError
 from lifecycle.settings import Settings
 
-_log = log.get("lifecycle.catalog")
+_log = log.get("lifecycle.iceberg.catalog")
 
 
 def embedded_properties(settings: Settings) -> dict[str, str]:

@@ -13,28 +13,26 @@ imports celery). Each sweep also prunes old state rows (lifecycle/state/prune.py
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from lifecycle import log, metrics
-from lifecycle.jobs.specs import lock_kind
+from lifecycle.jobs.specs import lock_kind, scheduled_window_open
 from lifecycle.settings import Settings
 from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.models import JobRun
 from lifecycle.state.runs import FAILED, QUEUED, RUNNING, STOPPED, RunStore
 from lifecycle.state.store import StateStore
-from lifecycle.windows import scheduled_window_open
 
-_log = log.get("lifecycle.reaper")
+_log = log.get("lifecycle.fleet.reaper")
 
 Enqueue = Callable[[JobRun], str]
 
 
-def stale_after() -> timedelta:
-    """A run is stale when its heartbeat is older than this (default 5 minutes; 20 heartbeats)."""
-    return timedelta(seconds=float(os.environ.get("LIFECYCLE_RUN_STALE_SECONDS", "300")))
+def stale_after(settings: Settings) -> timedelta:
+    """A run is stale when its heartbeat is older than `[fleet] run_stale_seconds` (default 5 minutes)."""
+    return timedelta(seconds=settings.fleet.run_stale_seconds)
 
 
 @dataclass
@@ -68,7 +66,7 @@ def reap(store: StateStore, db_url: str, enqueue: Enqueue, stale: timedelta | No
     """One sweep: classify open runs, re-send the dead ones; refresh the purge-backlog and quarantine gauges."""
     observe_purge_backlog(store)
     runs = RunStore(store)
-    stale = stale or stale_after()
+    stale = stale or stale_after(settings or Settings())
     report = ReapReport()
     for listed in runs.open_runs():
         if not _stale(listed, store.clock.now(), stale):

@@ -7,9 +7,8 @@ from typing import Any
 
 import click
 
-from lifecycle.catalog import open_catalog, resolve_table
-from lifecycle.cli.common import cli, config_option, emit_json, settings_from
 from lifecycle.clock import default_clock
+from lifecycle.iceberg.catalog import open_catalog, resolve_table
 from lifecycle.log import mask
 from lifecycle.settings import Settings
 from lifecycle.state.db import database_url
@@ -17,6 +16,7 @@ from lifecycle.state.locks import held_locks
 from lifecycle.state.runs import RunStore
 from lifecycle.state.store import StateStore
 from lifecycle.state.writers import all_writers
+from lifecycle_cli.common import cli, config_option, emit_json, settings_from
 
 
 def collect(store: StateStore, table: str | None, ttl_seconds: int) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def gather(settings: Settings, identifier: str | None) -> dict[str, Any]:
         finally:
             store.close()
     try:
-        from lifecycle.fleet_status import queue_depths  # type: ignore[import-not-found,unused-ignore]
+        from lifecycle.fleet.queues import queue_depths
     except ImportError:
         pass
     else:
@@ -133,8 +133,8 @@ def _print(settings: Settings, data: dict[str, Any]) -> None:
 
 
 def _add_quarantine(data: dict[str, Any], store: StateStore, settings: Settings, table: str | None) -> None:
-    from lifecycle.cli.quarantine import as_dict
     from lifecycle.state.quarantine import Quarantine
+    from lifecycle_cli.quarantine import as_dict
 
     rows = Quarantine.of(store, settings).quarantined(table=table)
     data["quarantined"] = [as_dict(h, settings.fleet.quarantine_cool_off_hours) for h in rows]

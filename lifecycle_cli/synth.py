@@ -36,7 +36,7 @@ from pyiceberg.transforms import DayTransform, IdentityTransform
 from pyiceberg.types import BinaryType, LongType, NestedField, StringType, TimestamptzType
 
 from lifecycle.clock import Clock, SystemClock, to_millis
-from lifecycle.datafiles import data_file_from_parquet
+from lifecycle.iceberg.datafiles import data_file_from_parquet
 
 SCHEMA = Schema(
     NestedField(1, "mission_id", StringType(), required=False),

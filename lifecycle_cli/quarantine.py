@@ -6,14 +6,14 @@ from typing import Any
 
 import click
 
-from lifecycle.admission import validate_request
-from lifecycle.catalog import open_catalog
-from lifecycle.cli.common import JOB, cli, config_option, emit_json, settings_from
 from lifecycle.clock import default_clock
+from lifecycle.iceberg.catalog import open_catalog
 from lifecycle.identity import worker_id
+from lifecycle.jobs.admission import validate_request
 from lifecycle.state.db import database_url
 from lifecycle.state.quarantine import Health, Quarantine
 from lifecycle.state.store import StateStore
+from lifecycle_cli.common import JOB, cli, config_option, emit_json, settings_from
 
 
 def as_dict(h: Health, cool_off_hours: int) -> dict[str, Any]:

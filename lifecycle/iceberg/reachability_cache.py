@@ -21,7 +21,7 @@ from array import array
 from collections.abc import Callable
 from pathlib import Path
 
-from lifecycle.reachability import FileRef, ManifestCache, ManifestRef
+from lifecycle.iceberg.reachability import FileRef, ManifestCache, ManifestRef
 
 MAX_AGE_DAYS = 30
 _SCHEMA = """

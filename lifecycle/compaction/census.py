@@ -17,7 +17,7 @@ from typing import Any
 from pyiceberg.manifest import ManifestContent, ManifestEntry
 
 from lifecycle.compaction.scan import live_files
-from lifecycle.partitions import PartitionKey, format_partition, values_of
+from lifecycle.iceberg.partitions import PartitionKey, format_partition, values_of
 
 
 @dataclass

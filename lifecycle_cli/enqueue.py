@@ -11,11 +11,11 @@ from pathlib import Path
 
 import click
 
-from lifecycle.catalog import all_tables, open_catalog
-from lifecycle.cli.common import JOB, cli, config_option, emit_json, settings_from
 from lifecycle.errors import ServiceUnavailableError
+from lifecycle.iceberg.catalog import all_tables, open_catalog
 from lifecycle.jobs.base import JobContext
 from lifecycle.log import mask
+from lifecycle_cli.common import JOB, cli, config_option, emit_json, settings_from
 
 
 @cli.command(help="Send JOB to the fleet for --table (or every configured table); print the task id(s).")
@@ -27,14 +27,14 @@ from lifecycle.log import mask
 @click.pass_context
 def enqueue(ctx: click.Context, job: str, table: str | None, partition: str | None, as_json: bool,
             sub_config_path: str | None) -> None:
-    from lifecycle.runtime import validate_request
+    from lifecycle.jobs.runtime import validate_request
 
     settings = settings_from(ctx, sub_config_path)
     if partition is not None and table is None:
         raise click.UsageError("--partition needs --table")
     catalog = open_catalog(settings)
     # validate_request needs only the settings and the catalog of a context: nothing else is opened here.
-    probe = JobContext(settings=settings, catalog=catalog, store=None, clock=None, limiter=None,  # type: ignore[arg-type]
+    probe = JobContext(settings=settings, catalog=catalog, store=None, clock=None, limiter=None,  # type: ignore[arg-type]  # see above
                        db_url="")
     names = [table] if table else all_tables(catalog, settings)
     requests = [validate_request(probe, job, name, partition) for name in names]  # all valid before sending

@@ -1,0 +1,3 @@
+from lifecycle_cli import main
+
+main()
