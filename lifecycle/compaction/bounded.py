@@ -4,7 +4,8 @@
 rows already read (the head that did not fit the budget) and the rest of the stream: Z-order first samples its
 columns over the whole group (a projected read when the inputs are plain parquet) for per-column quantiles;
 then the rows are spilled as sorted runs (lifecycle.compaction.ordered) and merged, streaming into the planned
-outputs one after the other. The merge is single-threaded; parquet encoding runs in a writer thread beside it.
+outputs one after the other. Sorting is single-threaded; each take is split over two pool threads
+(lifecycle.compaction.ordered.taken) and parquet encoding runs in a pool thread beside the merge.
 """
 
 from __future__ import annotations

@@ -137,6 +137,7 @@ def rewrite_group(io: FileIO, inputs: Sequence[FileInfo], outputs: Sequence[str]
             group = pa.concat_tables(head).combine_chunks()
             head.clear()
             order = _order(group, strategy)
+
             def source(lo: int, hi: int) -> Iterator[pa.Table]:
                 step = max(options.row_group_rows, 1)
                 for start in range(lo, hi, step):
@@ -144,6 +145,7 @@ def rewrite_group(io: FileIO, inputs: Sequence[FileInfo], outputs: Sequence[str]
         else:
             def source(lo: int, hi: int) -> Iterator[pa.Table]:
                 return read(inputs, lo, hi)
+
         def write_one(index: int) -> int:
             lo, hi = bounds[index]
             writer = FileWriter(io, outputs[index], options, limiter)
