@@ -121,10 +121,13 @@ class OrphanSettings:
 
 @dataclass(frozen=True)
 class CompactionSettings:
-    """`[compaction]`: the batched per-table commit."""
+    """`[compaction]`: the batched per-table commit, and the memory and scratch of sort and Z-order rewrites."""
 
     commit_batch_max_groups: int = 50       # groups committed together in one replace snapshot at most
     commit_linger_seconds: float = 5.0      # a committer waits this long for sibling groups still rewriting
+    # decoded rows a sort or Z-order of one group may hold (per process); larger groups spill to scratch_dir
+    memory_budget_bytes: int = _env("LIFECYCLE_COMPACTION_MEMORY_BUDGET_BYTES", 1 << 30)
+    scratch_dir: str = _env("LIFECYCLE_COMPACTION_SCRATCH_DIR", "")   # empty: the system temp folder
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,7 @@ _SECTIONS: dict[str, type] = {
     "defaults": TableSettings,
 }
 
+MIN_MEMORY_BUDGET = 16 << 20
 # Every LIFECYCLE_* environment variable, declared in this module and documented in docs/configuration.md (a test checks
 # both, and that no other module reads a variable that overrides a key). A variable that overrides a key wins
 # over the file when set and not empty, parsed as the key's type ("VARIABLE: expected ..." otherwise).
@@ -332,6 +336,12 @@ def _validate(s: Settings) -> None:
     if s.compaction.commit_linger_seconds < 0:
         raise ConfigError("compaction.commit_linger_seconds: must be 0 or more,"
                           f" got {s.compaction.commit_linger_seconds}")
+    if s.compaction.memory_budget_bytes < MIN_MEMORY_BUDGET:
+        raise ConfigError(f"compaction.memory_budget_bytes: must be at least {MIN_MEMORY_BUDGET} (16 MiB),"
+                          f" got {s.compaction.memory_budget_bytes}")
+    scratch = s.compaction.scratch_dir
+    if scratch and Path(scratch).exists() and not Path(scratch).is_dir():
+        raise ConfigError(f"compaction.scratch_dir: {scratch} exists and is not a folder")
     s.windows.paused()
     s.windows.allowed()
     _validate_table("defaults", s.defaults)

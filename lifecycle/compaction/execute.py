@@ -19,8 +19,9 @@ from pyiceberg.table import Table
 from lifecycle import log
 from lifecycle.compaction.committer import COMMIT_LOCK_KIND, JOB, abandon, finish
 from lifecycle.compaction.mor_read import LiveGroup
-from lifecycle.compaction.planner import SORT, FileGroup, Strategy
-from lifecycle.compaction.rewrite import OutputOptions, compaction_threads, rewrite_group, row_group_rows
+from lifecycle.compaction.planner import SORT, ZORDER, FileGroup, Strategy
+from lifecycle.compaction.rewrite import Memory, OutputOptions, compaction_threads, rewrite_group, row_group_rows
+from lifecycle.compaction.scratch import SCRATCH, recover_scratch, scratch_entry, scratch_root, use_scratch
 from lifecycle.faults import crash_point
 from lifecycle.iceberg.partitions import parse_partition
 from lifecycle.jobs.base import JobContext
@@ -111,6 +112,9 @@ def recover(ctx: JobContext, table: Table, table_name: str, partition: str, tall
     for plan_id in ctx.store.closed_plans_with_open_entries(JOB, table_name, [ABANDONED], STAGED_KINDS,
                                                            STAGED_OPEN_STATES):
         remove_staged(ctx.store, table, table_name, plan_id, ctx.schemes(), JOB)
+    scratch = recover_scratch(ctx.store, table_name)   # spill folders of runs that died (lifecycle.compaction.scratch)
+    if scratch:
+        tally.add("recovered_scratch", scratch)
     return resume
 
 
@@ -137,8 +141,13 @@ def stage_group(ctx: JobContext, table: Table, table_name: str, partition: str, 
     sort_order_id = strategy.sort_order_id if strategy.name == SORT else None
     payload = {"strategy": strategy.to_dict(), "group": group.to_dict(), "outputs": paths,
                "spec_id": table.spec().spec_id, "sort_order_id": sort_order_id}
+    entries: dict[str, Sequence[NewEntry]] = {
+        STAGE: [NewEntry(p, None, None, {"index": i}) for i, p in enumerate(paths)]}
+    ordered = strategy.name in (SORT, ZORDER) and bool(paths)
+    if ordered:   # sort/Z-order may spill: the scratch folder is journaled before it exists
+        entries[SCRATCH] = [scratch_entry(scratch_root(ctx.settings), plan_id)]
     ctx.store.create_plan(JOB, table_name, partition, payload, base_snapshot_id, run_id=run_id, plan_id=plan_id,
-                          entries={STAGE: [NewEntry(p, None, None, {"index": i}) for i, p in enumerate(paths)]})
+                          entries=entries)
     ctx.store.transition_plan(plan_id, PLANNED, EXECUTING)
     ids = {e.path: e.entry_id for e in ctx.store.entries(plan_id=plan_id, kind=STAGE)}
     done: list[int] = []
@@ -150,13 +159,22 @@ def stage_group(ctx: JobContext, table: Table, table_name: str, partition: str, 
         crash_point("compact.after-stage")
 
     props = table.properties
+    budget = ctx.settings.compaction.memory_budget_bytes   # bounds every strategy's buffered row groups too
     level = props.get("write.parquet.compression-level")
     options = OutputOptions(schema_to_pyarrow(table.schema()), row_group_rows(group.input_bytes, group.records),
                             compression=props.get("write.parquet.compression-codec", "zstd"),
-                            compression_level=int(level) if level else None)
-    bytes_out = rewrite_group(table.io, group.inputs, paths, strategy, options, ctx.limiter,
-                              threads=compaction_threads(), on_written=on_written,
-                              reader=live.read if live is not None else None) if paths else 0
+                            compression_level=int(level) if level else None,
+                            row_group_bytes=budget // (8 * compaction_threads()))
+    reader = live.read if live is not None else None
+    if ordered:
+        with use_scratch(ctx.store, plan_id) as folder:
+            bytes_out = rewrite_group(table.io, group.inputs, paths, strategy, options, ctx.limiter,
+                                      threads=compaction_threads(), on_written=on_written, reader=reader,
+                                      memory=Memory(budget, folder))
+    else:
+        bytes_out = rewrite_group(table.io, group.inputs, paths, strategy, options, ctx.limiter,
+                                  threads=compaction_threads(), on_written=on_written,
+                                  reader=reader) if paths else 0
     for lock in (ctx.lock, *locks):
         if lock is not None:
             lock.ensure_alive()

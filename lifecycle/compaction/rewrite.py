@@ -5,8 +5,9 @@ Output i of k gets rows [i*R/k, (i+1)*R/k) of the group (R rows; concatenated in
 sorted order otherwise), so each output is an independent unit of work: up to `threads` outputs are written
 concurrently (pyarrow decodes, encodes and compresses without the GIL). Bin-pack output i reads only the
 row groups overlapping its range, streaming: memory is bounded by threads x row-group size, not by the group.
-Sort and Z-order read the whole group (bounded by the planner's in-memory cap), order it once, then write
-the outputs concurrently from slices of the ordering.
+Sort and Z-order read the group in input order; if its decoded rows fit a quarter of the memory budget they
+order it once in memory and write the outputs concurrently from slices of the ordering, otherwise the rows
+are spilled as sorted runs to local scratch and merged into the outputs (lifecycle.compaction.bounded).
 
 Every read is charged to the bandwidth limiter before it happens (one parquet row group at a time), and
 every chunk the parquet writer emits is charged before it is written.
@@ -14,18 +15,19 @@ every chunk the parquet writer emits is charged before it is written.
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.io import FileIO
 
 from lifecycle.bandwidth import Limiter
+from lifecycle.compaction.bounded import prefetched, rewrite_spilled
+from lifecycle.compaction.ordered import Memory
+from lifecycle.compaction.outputs import FileWriter, OnWritten, OutputOptions, split_bounds
 from lifecycle.compaction.planner import SORT, ZORDER, FileInfo, Strategy
 from lifecycle.compaction.zorder import sort_indices, zorder_indices
 from lifecycle.errors import ConfigError
@@ -35,16 +37,8 @@ MIN_ROW_GROUP_ROWS = 1024
 MAX_DEFAULT_THREADS = 4
 THREADS_ENV = "LIFECYCLE_COMPACTION_THREADS"
 
-OnWritten = Callable[[int, str, int], None]   # (output index, path, bytes written so far in the group)
+__all__ = ["FileWriter", "Memory", "OnWritten", "OutputOptions", "split_bounds"]   # re-exported
 RowReader = Callable[[Sequence[FileInfo], int, int], Iterator[pa.Table]]   # rows [lo, hi) of the inputs
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    schema: pa.Schema                  # the table's arrow schema, Iceberg field ids included
-    row_group_rows: int
-    compression: str = "zstd"
-    compression_level: int | None = None
 
 
 def compaction_threads() -> int:
@@ -60,83 +54,6 @@ def compaction_threads() -> int:
 def row_group_rows(input_bytes: int, records: int) -> int:
     per_row = max(1.0, input_bytes / max(records, 1))
     return max(MIN_ROW_GROUP_ROWS, int(ROW_GROUP_BYTES / per_row))
-
-
-def split_bounds(total_rows: int, k: int) -> list[tuple[int, int]]:
-    """Row ranges of k outputs: as equal as whole rows allow, every output at least one row."""
-    if k < 1 or total_rows < k:
-        raise ValueError(f"cannot split {total_rows} rows into {k} files")
-    edges = [i * total_rows // k for i in range(k + 1)]
-    return list(itertools.pairwise(edges))
-
-
-class _ChargedStream:
-    """A write-only file object that charges the limiter before each chunk reaches the output stream."""
-
-    def __init__(self, out: Any, limiter: Limiter) -> None:
-        self._out = out
-        self._limiter = limiter
-        self.written = 0
-        self.closed = False
-
-    def write(self, data: bytes | memoryview) -> int:
-        n = len(data)
-        self._limiter.acquire(n, "write")
-        self._out.write(data)
-        self.written += n
-        return n
-
-    def writable(self) -> bool:
-        return True
-
-    def flush(self) -> None:
-        pass
-
-    def tell(self) -> int:
-        return self.written
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._out.close()
-
-
-class FileWriter:
-    """One output file: rows are buffered up to a row group, then encoded through a charged stream."""
-
-    def __init__(self, io: FileIO, path: str, options: OutputOptions, limiter: Limiter) -> None:
-        self.path, self.options = path, options
-        self._stream = _ChargedStream(io.new_output(path).create(overwrite=True), limiter)
-        self._writer = pq.ParquetWriter(self._stream, options.schema, compression=options.compression,
-                                        compression_level=options.compression_level)
-        self._buffer: list[pa.Table] = []
-        self._buffered = 0
-        self.rows = 0
-
-    def write(self, rows: pa.Table) -> None:
-        self._buffer.append(rows)
-        self._buffered += rows.num_rows
-        self.rows += rows.num_rows
-        if self._buffered >= self.options.row_group_rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._buffer:
-            self._writer.write_table(pa.concat_tables(self._buffer), row_group_size=self.options.row_group_rows)
-            self._buffer, self._buffered = [], 0
-
-    def close(self) -> int:
-        """Finish the file; returns its size in bytes."""
-        self._flush()
-        self._writer.close()
-        self._stream.close()
-        return self._stream.written
-
-    def abort(self) -> None:
-        try:
-            self._writer.close()
-        finally:
-            self._stream.close()
 
 
 def read_rows(io: FileIO, inputs: Sequence[FileInfo], lo: int, hi: int, schema: pa.Schema,
@@ -168,31 +85,58 @@ def read_rows(io: FileIO, inputs: Sequence[FileInfo], lo: int, hi: int, schema: 
             return
 
 
-def _ordered(read: RowReader, inputs: Sequence[FileInfo], strategy: Strategy,
-             pool: ThreadPoolExecutor) -> tuple[pa.Table, pa.Array]:
-    """The whole group (inputs read concurrently, kept in input order) and the ordering of its rows."""
-    parts = pool.map(lambda f: list(read([f], 0, f.records)), inputs)
-    group = pa.concat_tables([t for part in parts for t in part]).combine_chunks()
+def _fits(stream: Iterator[pa.Table], limit: int) -> tuple[list[pa.Table], bool]:
+    """Read rows from the stream up to `limit` decoded bytes: (rows read, whether that was all of them)."""
+    head: list[pa.Table] = []
+    size = 0
+    for t in stream:
+        head.append(t)
+        size += t.nbytes
+        if size > limit:
+            return head, False
+    return head, True
+
+
+def _order(group: pa.Table, strategy: Strategy) -> pa.Array:
     if strategy.name == SORT:
-        return group, sort_indices(group, strategy.columns, strategy.directions, strategy.nulls)
-    return group, zorder_indices(group, strategy.columns)
+        return sort_indices(group, strategy.columns, strategy.directions, strategy.nulls)
+    return zorder_indices(group, strategy.columns)
 
 
 def rewrite_group(io: FileIO, inputs: Sequence[FileInfo], outputs: Sequence[str], strategy: Strategy,
                   options: OutputOptions, limiter: Limiter, threads: int = 1,
-                  on_written: OnWritten | None = None, reader: RowReader | None = None) -> int:
+                  on_written: OnWritten | None = None, reader: RowReader | None = None,
+                  memory: Memory | None = None) -> int:
     """Rewrite the inputs into exactly len(outputs) files; returns the bytes written.
 
     `on_written` runs in the calling thread after each output file is complete (in completion order). On
     any error the files being written are closed and the error is raised; files already complete stay
     (the caller's journal owns them). `reader` replaces the plain parquet reader (merge-on-read: rows with
-    their deletes applied, lifecycle.compaction.mor_read; the inputs' `records` are then live rows)."""
+    their deletes applied, lifecycle.compaction.mor_read; the inputs' `records` are then live rows).
+    `memory` bounds sort and Z-order: a group whose decoded rows exceed a quarter of the budget is spilled to
+    its scratch folder and merged (lifecycle.compaction.bounded); without it the group is ordered in memory."""
     read: RowReader = reader or (lambda ins, lo, hi: read_rows(io, ins, lo, hi, options.schema, limiter))
     total = sum(f.records for f in inputs)
     bounds = split_bounds(total, len(outputs))
-    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="compact") as pool:
+    window = max(1, threads)
+    if memory is not None and options.row_group_bytes is None:   # the writers' row groups stay within it too
+        options = dataclasses.replace(options, row_group_bytes=memory.budget_bytes // (8 * window))
+    with ThreadPoolExecutor(window, thread_name_prefix="compact") as pool:
         if strategy.name in (SORT, ZORDER):
-            group, order = _ordered(read, inputs, strategy, pool)
+            limit = memory.chunk_bytes if memory is not None else 1 << 62
+            stream = prefetched(read, inputs, pool, window, limit)
+            head, whole = _fits(stream, limit)
+            if not whole and memory is not None:
+                sample_schema = pa.schema([options.schema.field(c) for c in strategy.columns])
+                sample_read: RowReader = (
+                    (lambda ins, lo, hi: (t.select(list(strategy.columns)) for t in read(ins, lo, hi)))
+                    if reader is not None else
+                    (lambda ins, lo, hi: read_rows(io, ins, lo, hi, sample_schema, limiter)))
+                return rewrite_spilled(io, head, stream, inputs, outputs, bounds, strategy, options, limiter,
+                                       memory, pool, sample_read, window, on_written)
+            group = pa.concat_tables(head).combine_chunks()
+            head.clear()
+            order = _order(group, strategy)
 
             def source(lo: int, hi: int) -> Iterator[pa.Table]:
                 step = max(options.row_group_rows, 1)

@@ -15,8 +15,8 @@ from lifecycle.settings import TableSettings
 
 ZORDER_PROPERTY = "lifecycle.zorder-columns"
 MAX_GROUP_PROPERTY = "lifecycle.compaction.max-group-bytes"
-# Sort and Z-order hold a whole file group in memory; bin-pack streams, so its groups may be larger.
-IN_MEMORY_GROUP_CAP = 1 << 30
+# Groups of every strategy are sized alike: bin-pack streams, and sort and Z-order stay within the memory
+# budget whatever the group size (larger groups spill to scratch: lifecycle.compaction.bounded).
 GROUP_OUTPUTS = 64
 
 
@@ -51,8 +51,6 @@ def thresholds_for(ts: TableSettings, properties: Mapping[str, str], strategy: S
             max_group = int(raw)
         except ValueError:
             raise ConfigError(f"table property {MAX_GROUP_PROPERTY}: expected bytes, got {raw!r}") from None
-    elif strategy.name == BINPACK:
-        max_group = GROUP_OUTPUTS * target
     else:
-        max_group = max(target, min(GROUP_OUTPUTS * target, IN_MEMORY_GROUP_CAP))
+        max_group = GROUP_OUTPUTS * target
     return Thresholds(ts.small_file_bytes, ts.min_small_files, target, max(max_group, 1))

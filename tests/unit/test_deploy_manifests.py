@@ -358,3 +358,24 @@ def test_every_worker_has_the_fleet_secret_from_a_secret_and_beat_and_flower_do_
             assert ref == {"name": "lifecycle-secrets", "key": "fleet-secret"}, name
         else:
             assert "LIFECYCLE_FLEET_SECRET" not in env, name
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_compaction_memory_budget_fits_the_pod_limit_and_spills_to_a_scratch_volume(target: str) -> None:
+    """Every pool child may hold the budget plus a constant (docs/performance.md: peak RSS ≤ budget + ~0.5 GiB):
+    concurrency x that, plus the master, must stay under the container's memory limit."""
+    docs = render(target)
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("lifecycle-config")]
+    dep = by_kind(docs, "Deployment")["lifecycle-worker-compaction"]
+    (worker,) = pod_spec(dep)["containers"]
+    env = {e["name"]: e["value"] for e in worker["env"] if "value" in e}
+    settings = from_mapping(tomllib.loads(cm["data"]["lifecycle.toml"]), source="configmap", env=env)
+    budget = settings.compaction.memory_budget_bytes
+    children = int(next(a for a in worker["command"] if a.startswith("--concurrency=")).split("=")[1])
+    limit = worker["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi")
+    assert children * (budget + (512 << 20)) + (256 << 20) <= int(limit[:-2]) << 30
+    scratch = settings.compaction.scratch_dir
+    mounts = {m["mountPath"]: m["name"] for m in worker["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec(dep)["volumes"]}
+    assert "emptyDir" in volumes[mounts[scratch]]        # writable on a read-only root, gone with the pod

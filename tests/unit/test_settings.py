@@ -47,6 +47,17 @@ def test_environment_urls_win_over_the_file() -> None:
     assert s.fleet.redis_url == "redis://env:6379/2"
 
 
+def test_the_compaction_memory_budget_and_scratch_come_from_the_file_or_the_environment() -> None:
+    s = from_mapping({"compaction": {"memory_budget_bytes": 2 << 30}}, env={})
+    assert (s.compaction.memory_budget_bytes, s.compaction.scratch_dir) == (2 << 30, "")
+    assert from_mapping({}, env={}).compaction.memory_budget_bytes == 1 << 30
+    s = from_mapping({}, env={"LIFECYCLE_COMPACTION_MEMORY_BUDGET_BYTES": "1610612736",
+                              "LIFECYCLE_COMPACTION_SCRATCH_DIR": "/var/lib/lifecycle/scratch"})
+    assert (s.compaction.memory_budget_bytes, s.compaction.scratch_dir) == (1610612736, "/var/lib/lifecycle/scratch")
+    with pytest.raises(ConfigError, match="LIFECYCLE_COMPACTION_MEMORY_BUDGET_BYTES: expected a whole number"):
+        from_mapping({}, env={"LIFECYCLE_COMPACTION_MEMORY_BUDGET_BYTES": "1GiB"})
+
+
 @pytest.mark.parametrize(("raw", "message"), [
     ({"bogus": {}}, "bogus: unknown key"),
     ({"fleet": {"metrics_prot": 1}}, "fleet.metrics_prot: unknown key"),
@@ -63,6 +74,8 @@ def test_environment_urls_win_over_the_file() -> None:
     ({"tables": {"archive.t": {"orphan_min_age_days": 0}}}, 'tables."archive.t".orphan_min_age_days'),
     ({"tables": {"archive.t": {"nope": 1}}}, 'tables."archive.t".nope: unknown key'),
     ({"tables": {"bare": {}}}, 'tables."bare": table names are "namespace.table"'),
+    ({"compaction": {"memory_budget_bytes": 1000}}, "compaction.memory_budget_bytes: must be at least 16777216"),
+    ({"compaction": {"scratch_dir": "/etc/hostname"}}, "compaction.scratch_dir: /etc/hostname exists and is not a"),
 ])
 def test_invalid_settings_name_the_key(raw: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as err:

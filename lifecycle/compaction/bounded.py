@@ -1,0 +1,144 @@
+"""Sort and Z-order of a group larger than the memory budget: spill sorted runs, merge them into the outputs.
+
+`prefetched` reads the group in input order a few files ahead (bounded by bytes). `rewrite_spilled` takes the
+rows already read (the head that did not fit the budget) and the rest of the stream: Z-order first samples its
+columns over the whole group (a projected read when the inputs are plain parquet) for per-column quantiles;
+then the rows are spilled as sorted runs (lifecycle.compaction.ordered) and merged, streaming into the planned
+outputs one after the other. Sorting is single-threaded; each take is split over two pool threads
+(lifecycle.compaction.ordered.taken) and parquet encoding runs in a pool thread beside the merge.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+from pyiceberg.io import FileIO
+
+from lifecycle.bandwidth import Limiter
+from lifecycle.compaction.ordered import KeyFn, Memory, Z, merge_runs, spill_runs
+from lifecycle.compaction.outputs import FileWriter, OnWritten, OutputOptions
+from lifecycle.compaction.planner import SORT, FileInfo, Strategy
+from lifecycle.compaction.zorder import Quantiles, sample_rows, sort_keys
+
+RowReader = Callable[[Sequence[FileInfo], int, int], Iterator[pa.Table]]
+SAMPLE_ROWS = 262_144          # rows sampled per group for Z-order quantiles
+DECODED_PER_STORED = 4         # a guess of decoded / compressed size, to bound how far reads run ahead
+
+
+def prefetched(read: RowReader, inputs: Sequence[FileInfo], pool: ThreadPoolExecutor, window: int,
+               ahead_bytes: int) -> Iterator[pa.Table]:
+    """The inputs' rows in input order; up to `window` files (and about `ahead_bytes` decoded) read ahead."""
+    pending: deque[tuple[Future[list[pa.Table]], int]] = deque()
+    todo = iter(inputs)
+    in_flight = 0
+
+    def submit() -> bool:
+        nonlocal in_flight
+        f = next(todo, None)
+        if f is None:
+            return False
+        pending.append((pool.submit(lambda: list(read([f], 0, f.records))), f.size))
+        in_flight += f.size
+        return True
+
+    submit()
+    while pending:
+        while len(pending) < window and in_flight * DECODED_PER_STORED < ahead_bytes and submit():
+            pass
+        fut, size = pending.popleft()
+        tables = fut.result()
+        in_flight -= size
+        if not pending:
+            submit()
+        yield from tables
+
+
+def _drain(tables: list[pa.Table]) -> Iterator[pa.Table]:
+    """The tables in order, each released by the list as it is handed on (the spill frees them chunk by chunk)."""
+    tables.reverse()
+    while tables:
+        yield tables.pop()
+
+
+def key_fn(strategy: Strategy) -> KeyFn:
+    if strategy.name == SORT:
+        return lambda t: sort_keys(t, strategy.columns, strategy.directions, strategy.nulls)
+    return lambda t: ([t.column(Z)], ["ascending"])
+
+
+def quantiles(sample_read: RowReader, inputs: Sequence[FileInfo], columns: Sequence[str],
+              pool: ThreadPoolExecutor, window: int, ahead_bytes: int) -> Quantiles:
+    total = sum(f.records for f in inputs)
+    rate = min(1.0, SAMPLE_ROWS / max(total, 1))
+    rng = np.random.default_rng(0)
+    parts = [sample_rows(t, columns, rate, rng) for t in prefetched(sample_read, inputs, pool, window, ahead_bytes)]
+    return Quantiles.of(pa.concat_tables(parts), columns)
+
+
+def rewrite_spilled(io: FileIO, head: list[pa.Table], rest: Iterator[pa.Table], inputs: Sequence[FileInfo],
+                    outputs: Sequence[str], bounds: Sequence[tuple[int, int]], strategy: Strategy,
+                    options: OutputOptions, limiter: Limiter, memory: Memory, pool: ThreadPoolExecutor,
+                    sample_read: RowReader, window: int, on_written: OnWritten | None) -> int:
+    rows = sum(t.num_rows for t in head)
+    row_bytes = sum(t.nbytes for t in head) / max(rows, 1)
+    extra = None
+    if strategy.name != SORT:
+        q = quantiles(sample_read, inputs, strategy.columns, pool, window, memory.chunk_bytes)
+        extra = lambda t: t.append_column(Z, q.zvalues(t))   # noqa: E731
+    keys = key_fn(strategy)
+    runs = spill_runs(itertools.chain(_drain(head), rest), keys, memory, extra, pool)
+    return write_stream(io, merge_runs(runs, keys, memory, row_bytes, pool), outputs, bounds, options, limiter, pool,
+                        on_written)
+
+
+def write_stream(io: FileIO, stream: Iterator[pa.Table], outputs: Sequence[str], bounds: Sequence[tuple[int, int]],
+                 options: OutputOptions, limiter: Limiter, pool: ThreadPoolExecutor,
+                 on_written: OnWritten | None) -> int:
+    """Split an ordered stream into the outputs, in order; each piece is written by the pool (one write in
+    flight, so encoding overlaps the merge) and an output is closed before the next one starts."""
+    names = options.schema.names
+    written = index = filled = 0
+    writer: FileWriter | None = None
+    inflight: Future[None] | None = None
+
+    def settle() -> None:
+        nonlocal inflight
+        if inflight is not None:
+            inflight.result()
+            inflight = None
+
+    try:
+        for table in stream:
+            table = table.select(names)
+            offset = 0
+            while offset < table.num_rows:
+                lo, hi = bounds[index]
+                if writer is None:
+                    writer = FileWriter(io, outputs[index], options, limiter)
+                piece = table.slice(offset, hi - lo - filled)
+                offset += piece.num_rows
+                filled += piece.num_rows
+                settle()
+                inflight = pool.submit(writer.write, piece)
+                if filled == hi - lo:
+                    settle()
+                    written += writer.close()
+                    writer, filled = None, 0
+                    if on_written is not None:
+                        on_written(index, outputs[index], written)
+                    index += 1
+        settle()
+        if index != len(outputs):
+            raise ValueError(f"the merge produced rows for {index} of {len(outputs)} outputs")
+    except BaseException:
+        if inflight is not None and not inflight.cancel():
+            inflight.exception()   # wait for the write in flight before closing its file
+        if writer is not None:
+            writer.abort()
+        raise
+    return written

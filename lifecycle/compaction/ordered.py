@@ -1,0 +1,168 @@
+"""External sort of a file group in bounded memory: sorted runs spilled to local scratch, merged k-way.
+
+The group's rows are read in chunks of at most `Memory.chunk_bytes` (decoded Arrow size). Each chunk gets its
+rows' positions in input order (`SEQ`, the tie-break, so the merged order is exactly the stable in-memory
+order for a sort) and, for Z-order, each row's z-value (`Z`, from quantiles sampled beforehand, a function of
+the row alone); it is sorted and written to the scratch folder as an uncompressed Arrow IPC file (a run).
+The merge keeps a few batches of every run in memory: it sorts what is loaded, emits everything up to the
+smallest "last loaded row" among the runs not yet exhausted (no row still on disk can come before it), and
+refills the runs that ran low. Memory: a chunk while spilling, about k x refill rows while merging; disk:
+the group's decoded size once.
+
+The scratch is local and never charged to the bandwidth limiter; its folder belongs to the caller
+(lifecycle.compaction.scratch journals and removes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lifecycle.faults import crash_point
+
+SEQ = "__lifecycle_seq"
+RUN = "__lifecycle_run"
+Z = "__lifecycle_z"
+RUN_BATCH_BYTES = 2 << 20     # a spilled run is written in batches of at most this many decoded bytes
+MIN_BATCH_ROWS = 128
+MIN_REFILL_ROWS = 1024
+IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=None)   # lz4 cost more CPU than the disk it saved
+
+KeyFn = Callable[[pa.Table], tuple[list[pa.Array | pa.ChunkedArray], list[str]]]   # key arrays, orders
+
+
+@dataclass(frozen=True)
+class Memory:
+    """How much a sort or Z-order of one group may hold, and where it may spill."""
+
+    budget_bytes: int
+    scratch: Path
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Decoded rows held at once: sorting needs the rows, their sorted copy and the keys."""
+        return max(1 << 16, self.budget_bytes // 4)
+
+
+def ordering(table: pa.Table, keys: KeyFn) -> pa.Array:
+    """Indices ordering `table` by its keys, then by input position (unique: a total, stable order)."""
+    arrays, orders = keys(table)
+    names = [f"k{i}" for i in range(len(arrays))] + ["seq"]
+    sort_keys = [(n, o) for n, o in zip(names, orders, strict=False)] + [("seq", "ascending")]
+    return pc.sort_indices(pa.table([*arrays, table.column(SEQ)], names=names), sort_keys=sort_keys)
+
+
+def taken(table: pa.Table, order: pa.Array, pool: Executor | None) -> pa.Table:
+    """table.take(order), in two halves on the pool (pyarrow takes outside the GIL): a compact table either way."""
+    half = len(order) // 2
+    if pool is None or half < MIN_REFILL_ROWS:
+        return table.take(order)
+    first = pool.submit(table.take, order.slice(0, half))
+    second = table.take(order.slice(half))
+    return pa.concat_tables([first.result(), second])
+
+
+def spill_runs(chunks: Iterator[pa.Table], keys: KeyFn, memory: Memory,
+               extra: Callable[[pa.Table], pa.Table] | None = None, pool: Executor | None = None) -> list[Path]:
+    """Sort the rows `chunks` yields, a budget-sized chunk at a time, into run files in the scratch folder."""
+    runs: list[Path] = []
+    held: list[pa.Table] = []
+    size = seq = 0
+
+    def spill() -> None:
+        nonlocal held, size, seq
+        chunk = pa.concat_tables(held).combine_chunks()
+        held, size = [], 0
+        chunk = chunk.append_column(SEQ, pa.array(np.arange(seq, seq + chunk.num_rows, dtype=np.int64)))
+        seq += chunk.num_rows
+        if extra is not None:
+            chunk = extra(chunk)
+        chunk = taken(chunk, ordering(chunk, keys), pool)
+        path = memory.scratch / f"run-{len(runs):05d}.arrow"
+        # small batches: the merge holds at least one of every run, so they stay small beside the budget
+        batch_bytes = min(RUN_BATCH_BYTES, memory.chunk_bytes // 64)
+        batch_rows = max(MIN_BATCH_ROWS, int(batch_bytes * chunk.num_rows / max(chunk.nbytes, 1)))
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, chunk.schema, options=IPC_OPTIONS) as w:
+            w.write_table(chunk, max_chunksize=batch_rows)
+        runs.append(path)
+        crash_point("spill.after-run")
+
+    for table in chunks:
+        held.append(table)
+        size += table.nbytes
+        if size >= memory.chunk_bytes:
+            spill()
+    if held:
+        spill()
+    return runs
+
+
+class _Run:
+    def __init__(self, index: int, path: Path) -> None:
+        self.index = index
+        self._file = pa.OSFile(str(path), "rb")
+        self._reader = pa.ipc.open_file(self._file)
+        self._next = 0
+        self.last_seq = -1
+        self.pending = 0
+
+    @property
+    def done(self) -> bool:
+        return bool(self._next >= self._reader.num_record_batches)
+
+    def load(self, rows: int) -> pa.Table:
+        batches = []
+        got = 0
+        while got < rows and not self.done:
+            b = self._reader.get_batch(self._next)
+            self._next += 1
+            batches.append(b)
+            got += b.num_rows
+        table = pa.Table.from_batches(batches, schema=self._reader.schema)
+        if got:
+            self.last_seq = int(table.column(SEQ)[-1].as_py())
+        return table.append_column(RUN, pa.array(np.full(got, self.index, np.int32)))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float,
+               workers: Executor | None = None) -> Iterator[pa.Table]:
+    """The runs' rows in order (SEQ, RUN and Z columns included), in batches."""
+    runs = [_Run(i, p) for i, p in enumerate(paths)]
+    # about budget/6 loaded at once; a step holds the loaded rows, the carry and both takes
+    refill = max(MIN_REFILL_ROWS, int(memory.budget_bytes / (6 * max(len(runs), 1) * max(row_bytes, 1.0))))
+    carry: pa.Table | None = None
+    try:
+        while True:
+            loaded = [r.load(refill) for r in runs if not r.done and r.pending < refill // 2]
+            parts = ([carry] if carry is not None and carry.num_rows else []) + [t for t in loaded if t.num_rows]
+            if not parts:
+                return
+            pool = pa.concat_tables(parts)
+            order = ordering(pool, keys)
+            frontier = [r.last_seq for r in runs if not r.done]
+            if not frontier:
+                yield taken(pool, order, workers)
+                return
+            seq = pool.column(SEQ).take(order)
+            hit = np.asarray(pc.is_in(seq, value_set=pa.array(frontier, pa.int64())).to_numpy(zero_copy_only=False))
+            cut = int(np.argmax(hit)) + 1
+            # two takes, not one take and two slices: neither the rows emitted nor the carry pins this pool
+            emit, carry = taken(pool, order.slice(0, cut), workers), taken(pool, order.slice(cut), workers)
+            del pool, parts, loaded, order, seq
+            counts = np.bincount(np.asarray(carry.column(RUN).to_numpy()), minlength=len(runs))
+            for r in runs:
+                r.pending = int(counts[r.index])
+            crash_point("spill.merge-step")
+            yield emit
+    finally:
+        for r in runs:
+            r.close()
