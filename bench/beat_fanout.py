@@ -26,13 +26,10 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-
-import psycopg
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -52,27 +49,15 @@ def main() -> None:
     args = ap.parse_args()
     if min(args.tables, args.partitions, args.files, args.workers) < 1:
         ap.error("--tables, --partitions, --files and --workers must be at least 1")
-    work = Path(tempfile.mkdtemp(prefix="lifecycle-beat-fanout-"))
-    dbname = f"beatfan_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.db, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{dbname}"')
-    broker = f"{args.redis.rstrip('/')}/{args.redis_db}"
-    config = work / "lifecycle.toml"
-    config.write_text(
-        f'[state]\ndatabase_url = "{args.db.rsplit("/", 1)[0]}/{dbname}"\ndata_dir = "{work}"\n'
-        f'[fleet]\nbroker_url = "{broker}"\nredis_url = "{broker}"\n'
-        f"[defaults]\nmin_small_files = {args.files}\n")
-    os.environ["LIFECYCLE_CONFIG"] = str(config)
-    (work / "prom").mkdir()
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(work / "prom"))
-    import redis
+    from bench.workspace import workspace
 
+    ws = workspace("beat-fanout", args.db, args.redis, args.redis_db,
+                   f"[defaults]\nmin_small_files = {args.files}\n")
+    work, r = ws.work, ws.redis()
     from bench.fanout import build_table
     from lifecycle.iceberg.catalog import open_catalog
     from lifecycle.settings import load
 
-    r = redis.Redis.from_url(broker)
-    r.flushdb()
     settings = load()
     catalog = open_catalog(settings)
     t0 = time.perf_counter()
@@ -136,9 +121,7 @@ def main() -> None:
         print(f"planning per table on the worker ({len(costs)} tasks, -c {args.workers}): median"
               f" {statistics.median(costs) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {costs[-1] * 1000:.0f} ms")
     print(f"tick -> every partition message sent: {expected} messages in {total_s:.1f} s (target < 60 s)")
-    r.flushdb()
-    with psycopg.connect(args.db, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    ws.close()
 
 
 if __name__ == "__main__":

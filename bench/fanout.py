@@ -11,15 +11,11 @@ Redis broker (loopback; database 12, flushed before and after).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
-
-import psycopg
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -59,23 +55,10 @@ def main() -> None:
     ap.add_argument("--redis", default="redis://127.0.0.1:6379", help="Redis server (the database is --redis-db)")
     ap.add_argument("--db", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="lifecycle-fanout-"))
-    dbname = f"fanout_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.db, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{dbname}"')
-    broker = f"{args.redis.rstrip('/')}/{args.redis_db}"
-    config = work / "lifecycle.toml"
-    config.write_text(
-        f'[state]\ndatabase_url = "{args.db.rsplit("/", 1)[0]}/{dbname}"\ndata_dir = "{work}"\n'
-        f'[fleet]\nbroker_url = "{broker}"\nredis_url = "{broker}"\n'
-        f"[defaults]\nmin_small_files = {args.files}\n")
-    os.environ["LIFECYCLE_CONFIG"] = str(config)
-    (work / "prom").mkdir()
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(work / "prom"))
-    import redis
+    from bench.workspace import workspace
 
-    r = redis.Redis.from_url(broker)
-    r.flushdb()
+    ws = workspace("fanout", args.db, args.redis, args.redis_db, f"[defaults]\nmin_small_files = {args.files}\n")
+    r = ws.redis()
     from lifecycle.iceberg.catalog import open_catalog
     from lifecycle.settings import load
 
@@ -112,8 +95,7 @@ def main() -> None:
     print(f"enqueue: {queued} messages in {send_s:.2f} s ({queued / send_s:,.0f} msg/s)")
     print(f"planning task end to end (backlog gauge + plan + enqueue): {len(ids)} tasks, "
           f"{queued_task} queued, {task_s:.2f} s (target < 10 s)")
-    with psycopg.connect(args.db, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    ws.close()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -43,15 +42,11 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config(work: Path, db_url: str, broker: str, batch: int, linger: float) -> Path:
-    config = work / "lifecycle.toml"
-    config.write_text(
-        f'[state]\ndatabase_url = "{db_url}"\ndata_dir = "{work / "data"}"\n'
-        f'[fleet]\nbroker_url = "{broker}"\nredis_url = "{broker}"\n'
+def _config(batch: int, linger: float) -> str:
+    return (
         "[bandwidth]\nobject_store_bytes_per_second = 1000000000\nlifecycle_share = 1.0\n"
         f"[compaction]\ncommit_batch_max_groups = {batch}\ncommit_linger_seconds = {linger}\n"
         f'[tables."{TABLE}"]\nsmall_file_bytes = 200000\nmin_small_files = 3\ntarget_file_bytes = 4000000\n')
-    return config
 
 
 def _metric(text: str, name: str) -> float:
@@ -85,17 +80,10 @@ def main() -> None:
     args = ap.parse_args()
     if min(args.partitions, args.files, args.workers, args.batch) < 1:
         ap.error("--partitions, --files, --workers and --batch must be at least 1")
-    work = Path(tempfile.mkdtemp(prefix="lifecycle-fleet-"))
-    dbname = f"fleet_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.db, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{dbname}"')
-    db_url = f"{args.db.rsplit('/', 1)[0]}/{dbname}"
-    broker = f"{args.redis.rstrip('/')}/{args.redis_db}"
-    config = _config(work, db_url, broker, args.batch, args.linger)
-    import redis
+    from bench.workspace import workspace
 
-    r = redis.Redis.from_url(broker)
-    r.flushdb()
+    ws = workspace("fleet", args.db, args.redis, args.redis_db, _config(args.batch, args.linger), data_subdir="data")
+    work, db_url, config, r = ws.work, ws.db_url, ws.config, ws.redis()
     from lifecycle.clock import SystemClock
     from lifecycle.iceberg.catalog import open_catalog
     from lifecycle.settings import load
@@ -115,7 +103,7 @@ def main() -> None:
     metadata_before = _peak_metadata_bytes(table)
 
     port, heartbeat = _port(), work / "heartbeat"
-    (work / "prom").mkdir()
+    (work / "prom").mkdir(exist_ok=True)   # the workspace made it
     log = (work / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", QUEUES, "-c", str(args.workers),
@@ -184,9 +172,7 @@ def main() -> None:
           f" ({commit_s / max(commit_n, 1):.2f} s each)")
     print(f"peak metadata file: {_peak_metadata_bytes(table):,} bytes (before the run: {metadata_before:,})")
     print(re.sub(r"\s+", " ", f"worker log: {work / 'worker.log'}"))
-    r.flushdb()
-    with psycopg.connect(args.db, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    ws.close()
 
 
 if __name__ == "__main__":

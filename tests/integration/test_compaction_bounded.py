@@ -9,8 +9,6 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from pyiceberg.table.sorting import NullOrder
-from pyiceberg.transforms import IdentityTransform
 
 from lifecycle.compaction.scratch import SCRATCH, scratch_entry
 from lifecycle.jobs.base import DONE, JobContext
@@ -25,7 +23,7 @@ from tests.integration.test_compaction import (
     rows_of,
     scaled,
 )
-from tests.integration.test_compaction_order import _add_rows_with_null_kinds, _mean_spans, _sort_key
+from tests.integration.test_compaction_order import _mean_spans, _sort_key, sort_by_kind_then_payload
 
 TINY = 256 << 10     # 64 KiB chunks: every group here spills a dozen runs or more
 
@@ -49,11 +47,7 @@ def test_spilled_sort_orders_every_output_and_keeps_every_row(ctx: JobContext, t
     scratch = tmp_path / "scratch"
     ctx = bounded(ctx, scratch, target_file_bytes=300_000)
     table = make_archive(ctx, files=24).table
-    with table.update_sort_order() as so:
-        so.asc("sensor_kind", IdentityTransform(), NullOrder.NULLS_FIRST)
-        so.desc("payload_id", IdentityTransform(), NullOrder.NULLS_LAST)
-    _add_rows_with_null_kinds(table)
-    table.refresh()
+    sort_by_kind_then_payload(table)
     sums = checksum(rows_of(table))
     result = compact(ctx)
     assert result.status == DONE

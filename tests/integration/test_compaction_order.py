@@ -28,6 +28,16 @@ def _add_rows_with_null_kinds(table: Any) -> None:
         fa.append_data_file(data_file_from_parquet(table.io, tx.table_metadata, path))
 
 
+def sort_by_kind_then_payload(table: Any) -> None:
+    """The table's sort order: sensor_kind ascending (nulls first), then payload_id descending (nulls last); and
+    a file whose rows have null kinds."""
+    with table.update_sort_order() as so:
+        so.asc("sensor_kind", IdentityTransform(), NullOrder.NULLS_FIRST)
+        so.desc("payload_id", IdentityTransform(), NullOrder.NULLS_LAST)
+    _add_rows_with_null_kinds(table)
+    table.refresh()
+
+
 def _sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
     kind = row["sensor_kind"]
     # sensor_kind ascending, nulls first; then payload_id descending, nulls last
@@ -38,11 +48,7 @@ def test_sort_orders_every_output_file_by_the_table_sort_order(ctx: JobContext) 
     ctx = scaled(ctx, target_file_bytes=300_000)
     archive = make_archive(ctx)
     table = archive.table
-    with table.update_sort_order() as so:
-        so.asc("sensor_kind", IdentityTransform(), NullOrder.NULLS_FIRST)
-        so.desc("payload_id", IdentityTransform(), NullOrder.NULLS_LAST)
-    _add_rows_with_null_kinds(table)
-    table.refresh()
+    sort_by_kind_then_payload(table)
     sums = checksum(rows_of(table))
     result = compact(ctx)
     assert result.status == DONE
