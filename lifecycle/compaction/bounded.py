@@ -91,7 +91,8 @@ def rewrite_spilled(io: FileIO, head: list[pa.Table], rest: Iterator[pa.Table], 
         q = quantiles(sample_read, inputs, strategy.columns, pool, window, memory.chunk_bytes)
         extra = lambda t: t.append_column(Z, q.zvalues(t))   # noqa: E731
     keys = key_fn(strategy)
-    runs = spill_runs(itertools.chain(_drain(head), rest), keys, memory, extra, pool)
+    expected = memory.expected_runs(row_bytes * sum(f.records for f in inputs))
+    runs = spill_runs(itertools.chain(_drain(head), rest), keys, memory, extra, pool, expected)
     return write_stream(io, merge_runs(runs, keys, memory, row_bytes, pool), outputs, bounds, options, limiter, pool,
                         on_written)
 

@@ -6,8 +6,11 @@ order for a sort) and, for Z-order, each row's z-value (`Z`, from quantiles samp
 the row alone); it is sorted and written to the scratch folder as an uncompressed Arrow IPC file (a run).
 The merge keeps a few batches of every run in memory: it sorts what is loaded, emits everything up to the
 smallest "last loaded row" among the runs not yet exhausted (no row still on disk can come before it), and
-refills the runs that ran low. Memory: a chunk while spilling, about k x refill rows while merging; disk:
-the group's decoded size once.
+refills the runs that ran low. Memory: a chunk while spilling, about budget / MERGE_SHARE of loaded rows while
+merging, whatever the number of runs k: each run's refill is 1/k of that, and a run is written in batches of
+at most 1/BATCHES_PER_REFILL of its expected refill (a load reads whole batches, so it overshoots by at most
+one; with fixed 2 MiB batches, 88 runs of an 8 GB group added ~300 MiB of peak). Disk: the group's decoded
+size once.
 
 The scratch is local and never charged to the bandwidth limiter; its folder belongs to the caller
 (lifecycle.compaction.scratch journals and removes it).
@@ -15,6 +18,7 @@ The scratch is local and never charged to the bandwidth limiter; its folder belo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -30,6 +34,8 @@ SEQ = "__lifecycle_seq"
 RUN = "__lifecycle_run"
 Z = "__lifecycle_z"
 RUN_BATCH_BYTES = 2 << 20     # a spilled run is written in batches of at most this many decoded bytes
+MERGE_SHARE = 6               # the merge loads about budget / MERGE_SHARE (a step holds loaded rows, carry, takes)
+BATCHES_PER_REFILL = 16       # run batches per refill: a load's overshoot (< one batch a run) stays small
 MIN_BATCH_ROWS = 128
 MIN_REFILL_ROWS = 1024
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=None)   # lz4 cost more CPU than the disk it saved
@@ -48,6 +54,18 @@ class Memory:
     def chunk_bytes(self) -> int:
         """Decoded rows held at once: sorting needs the rows, their sorted copy and the keys."""
         return max(1 << 16, self.budget_bytes // 4)
+
+    def expected_runs(self, group_bytes: float) -> int:
+        """Runs a group of `group_bytes` decoded bytes spills into (each run is at least a chunk)."""
+        return max(1, math.ceil(group_bytes / self.chunk_bytes))
+
+    def refill_bytes(self, runs: int) -> float:
+        """Decoded bytes the merge loads from each of `runs` runs at a time."""
+        return self.budget_bytes / (MERGE_SHARE * max(runs, 1))
+
+    def run_batch_bytes(self, runs: int) -> int:
+        """Batch size of the runs of a group expected to spill into `runs` runs."""
+        return int(min(RUN_BATCH_BYTES, self.refill_bytes(runs) / BATCHES_PER_REFILL))
 
 
 def ordering(table: pa.Table, keys: KeyFn) -> pa.Array:
@@ -69,8 +87,10 @@ def taken(table: pa.Table, order: pa.Array, pool: Executor | None) -> pa.Table:
 
 
 def spill_runs(chunks: Iterator[pa.Table], keys: KeyFn, memory: Memory,
-               extra: Callable[[pa.Table], pa.Table] | None = None, pool: Executor | None = None) -> list[Path]:
-    """Sort the rows `chunks` yields, a budget-sized chunk at a time, into run files in the scratch folder."""
+               extra: Callable[[pa.Table], pa.Table] | None = None, pool: Executor | None = None,
+               expected_runs: int = 1) -> list[Path]:
+    """Sort the rows `chunks` yields, a budget-sized chunk at a time, into run files in the scratch folder.
+    `expected_runs` (from the group's estimated decoded size) sizes the runs' batches for the merge."""
     runs: list[Path] = []
     held: list[pa.Table] = []
     size = seq = 0
@@ -85,8 +105,8 @@ def spill_runs(chunks: Iterator[pa.Table], keys: KeyFn, memory: Memory,
             chunk = extra(chunk)
         chunk = taken(chunk, ordering(chunk, keys), pool)
         path = memory.scratch / f"run-{len(runs):05d}.arrow"
-        # small batches: the merge holds at least one of every run, so they stay small beside the budget
-        batch_bytes = min(RUN_BATCH_BYTES, memory.chunk_bytes // 64)
+        # small batches: the merge holds at least one of every run, so they stay small beside its refill
+        batch_bytes = memory.run_batch_bytes(max(expected_runs, len(runs) + 1))
         batch_rows = max(MIN_BATCH_ROWS, int(batch_bytes * chunk.num_rows / max(chunk.nbytes, 1)))
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, chunk.schema, options=IPC_OPTIONS) as w:
             w.write_table(chunk, max_chunksize=batch_rows)
@@ -137,8 +157,8 @@ def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float,
                workers: Executor | None = None) -> Iterator[pa.Table]:
     """The runs' rows in order (SEQ, RUN and Z columns included), in batches."""
     runs = [_Run(i, p) for i, p in enumerate(paths)]
-    # about budget/6 loaded at once; a step holds the loaded rows, the carry and both takes
-    refill = max(MIN_REFILL_ROWS, int(memory.budget_bytes / (6 * max(len(runs), 1) * max(row_bytes, 1.0))))
+    # about budget / MERGE_SHARE loaded at once; a step holds the loaded rows, the carry and both takes
+    refill = max(MIN_REFILL_ROWS, int(memory.refill_bytes(len(runs)) / max(row_bytes, 1.0)))
     carry: pa.Table | None = None
     try:
         while True:

@@ -12,7 +12,7 @@ import pytest
 from pyiceberg.io.pyarrow import PyArrowFileIO
 
 from lifecycle.bandwidth import TokenBucket
-from lifecycle.compaction.ordered import Memory
+from lifecycle.compaction.ordered import MERGE_SHARE, Memory
 from lifecycle.compaction.planner import SORT, ZORDER, FileInfo, Strategy
 from lifecycle.compaction.rewrite import OutputOptions, rewrite_group
 from lifecycle.compaction.zorder import Quantiles
@@ -107,3 +107,27 @@ def test_quantile_ranks_are_a_function_of_the_row() -> None:
     assert z[0] < z[3] < z[1] and z[2] > z[3]               # (1,a,1) < (5,a,1) < (9,zz,3); null n ranks last
     above = pa.table({"n": [10**9], "s": ["zzz"], "d": pa.array([9], pa.date32())})
     assert q.zvalues(above).to_pylist() == [(1 << 63) - 1]   # above every sampled value: the top rank, 21 bits each
+
+
+def test_the_merge_holds_a_bounded_slice_of_every_run_however_many_runs(tmp_path: Path) -> None:
+    """The merge loads whole run batches; runs are batched from the expected number of runs, so a group that
+    spills into many runs costs no more than one that spills into a few (one batch a run, in sum, stays a
+    small part of what the merge may load)."""
+    inputs = _inputs(tmp_path, 24, 20000, seed=3)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    budget = 4 << 20
+    strategy = Strategy(SORT, ("id",), ("asc",), ("last",))
+    outs = _rewrite(tmp_path, inputs, strategy, 3, "many", Memory(budget, scratch))
+    runs = sorted(scratch.glob("run-*.arrow"))
+    assert len(runs) >= 12
+    largest = []
+    for run in runs:
+        with pa.OSFile(str(run), "rb") as f:
+            reader = pa.ipc.open_file(f)
+            largest.append(max(reader.get_batch(i).nbytes for i in range(reader.num_record_batches)))
+    assert sum(largest) <= budget / (MERGE_SHARE * 4)      # fixed batches (chunk / 64) summed to 1.5x that
+    got = _read(outs)
+    assert got.num_rows == 24 * 20000
+    ids = got["id"].drop_null().to_pylist()
+    assert ids == sorted(ids)
