@@ -92,7 +92,22 @@ def _numeric(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_temporal(t):
         ints = pc.cast(values, pa.int32() if t.bit_width == 32 else pa.int64())
         return np.asarray(pc.fill_null(ints, 0).to_numpy(zero_copy_only=False)).astype(np.int64)
-    raw = pc.fill_null(pc.cast(values, pa.binary()), b"").to_numpy(zero_copy_only=False)
+    if pa.types.is_dictionary(t):
+        return _numeric(values.dictionary_decode() if isinstance(values, pa.Array) else
+                        pa.chunked_array([c.dictionary_decode() for c in values.chunks], t.value_type))
+    # strings repeat (kinds, units, names): convert each distinct value once, then gather
+    encoded = pc.dictionary_encode(values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values)
+    prefixes = _prefix8(encoded.dictionary)
+    indices = np.asarray(pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False))
+    out = prefixes[indices] if len(prefixes) else np.zeros(len(values), np.uint64)
+    if encoded.null_count:
+        out[np.asarray(encoded.is_null().to_numpy(zero_copy_only=False))] = 0
+    return np.asarray(out, np.uint64)
+
+
+def _prefix8(values: pa.Array) -> np.ndarray:
+    """Each (string or binary) value's first 8 bytes as a big-endian uint64, zero-padded."""
+    raw = pc.cast(values, pa.binary()).to_numpy(zero_copy_only=False)
     return np.asarray(np.array(raw, dtype="S8").view(">u8").astype(np.uint64))
 
 
@@ -135,10 +150,21 @@ class Quantiles:
             if col.null_count:
                 r[np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False))] = top
             scaled.append(r)
-        z = np.zeros(table.num_rows, np.uint64)
-        one = np.uint64(1)
-        for level in range(bits - 1, -1, -1):   # the same Morton code as `interleave`, in numpy
-            shift = np.uint64(level)
-            for r in scaled:
-                z = (z << one) | ((r >> shift) & one)
-        return pa.array(z)
+        return pa.array(morton(scaled, bits))
+
+
+def morton(columns: Sequence[np.ndarray], bits: int) -> np.ndarray:
+    """The Morton code of `interleave` in numpy: bit b of column i lands on bit b * n + (n - 1 - i). Each
+    column's bits are spread a byte at a time through a 256-entry table (4 lookups, not 4 x bits shifts)."""
+    n = len(columns)
+    spread = np.zeros(256, np.uint64)
+    for b in range(8):
+        spread |= ((np.arange(256, dtype=np.uint64) >> np.uint64(b)) & np.uint64(1)) << np.uint64(b * n)
+    z = np.zeros(len(columns[0]) if n else 0, np.uint64)
+    mask = np.uint64((1 << bits) - 1)
+    for i, col in enumerate(columns):
+        col = col & mask
+        for byte in range((bits + 7) // 8):
+            part = spread[((col >> np.uint64(8 * byte)) & np.uint64(255)).astype(np.intp)]
+            z |= part << np.uint64(8 * byte * n + (n - 1 - i))
+    return z

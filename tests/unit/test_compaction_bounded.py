@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -15,7 +16,7 @@ from lifecycle.bandwidth import TokenBucket
 from lifecycle.compaction.ordered import MERGE_SHARE, Memory
 from lifecycle.compaction.planner import SORT, ZORDER, FileInfo, Strategy
 from lifecycle.compaction.rewrite import OutputOptions, rewrite_group
-from lifecycle.compaction.zorder import Quantiles
+from lifecycle.compaction.zorder import TOTAL_BITS, Quantiles, _numeric, interleave, morton
 
 SCHEMA = pa.schema([("id", pa.int64()), ("kind", pa.string()), ("ts", pa.timestamp("us")), ("v", pa.float64())])
 TINY = 1 << 18        # 256 KiB budget: 64 KiB chunks, a few thousand rows per run
@@ -108,6 +109,25 @@ def test_quantile_ranks_are_a_function_of_the_row() -> None:
     above = pa.table({"n": [10**9], "s": ["zzz"], "d": pa.array([9], pa.date32())})
     assert q.zvalues(above).to_pylist() == [(1 << 63) - 1]   # above every sampled value: the top rank, 21 bits each
 
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_the_numpy_morton_code_is_the_in_memory_interleave(n: int) -> None:
+    rng = np.random.default_rng(n)
+    bits = min(32, TOTAL_BITS // n)
+    cols = [rng.integers(0, 1 << bits, 2000, dtype=np.uint64) for _ in range(n)]
+    cols[0][:3] = [0, (1 << bits) - 1, 1 << (bits - 1)]
+    assert morton(cols, bits).tolist() == interleave([pa.array(c) for c in cols], bits).to_pylist()
+
+
+def test_strings_rank_by_their_first_eight_bytes_whatever_their_layout() -> None:
+    words = ["", "a", "ab", "abcdefgh", "abcdefghij", "abcdefgi", "b", "é", "\x00a", None]
+    want = [int.from_bytes((w or "").encode()[:8].ljust(8, b"\0"), "big") for w in words]
+    values = pa.array(words)
+    assert _numeric(values).tolist() == want
+    assert _numeric(pa.chunked_array([values.slice(0, 4), values.slice(4)])).tolist() == want
+    assert _numeric(values.slice(3, 4)).tolist() == want[3:7]
+    assert _numeric(values.dictionary_encode()).tolist() == want
 
 def test_the_merge_holds_a_bounded_slice_of_every_run_however_many_runs(tmp_path: Path) -> None:
     """The merge loads whole run batches; runs are batched from the expected number of runs, so a group that
