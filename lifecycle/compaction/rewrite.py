@@ -26,7 +26,7 @@ from pyiceberg.io import FileIO
 
 from lifecycle.bandwidth import Limiter
 from lifecycle.compaction.bounded import prefetched, rewrite_spilled
-from lifecycle.compaction.ordered import Memory
+from lifecycle.compaction.ordered import Memory, return_freed_memory_at_once
 from lifecycle.compaction.outputs import FileWriter, OnWritten, OutputOptions, split_bounds
 from lifecycle.compaction.planner import SORT, ZORDER, FileInfo, Strategy
 from lifecycle.compaction.zorder import sort_indices, zorder_indices
@@ -121,6 +121,8 @@ def rewrite_group(io: FileIO, inputs: Sequence[FileInfo], outputs: Sequence[str]
     window = max(1, threads)
     if memory is not None and options.row_group_bytes is None:   # the writers' row groups stay within it too
         options = dataclasses.replace(options, row_group_bytes=memory.budget_bytes // (8 * window))
+    if memory is not None:
+        return_freed_memory_at_once()
     with ThreadPoolExecutor(window, thread_name_prefix="compact") as pool:
         if strategy.name in (SORT, ZORDER):
             limit = memory.chunk_bytes if memory is not None else 1 << 62
