@@ -23,6 +23,7 @@ from lifecycle.bandwidth import Limiter
 from lifecycle.compaction.ordered import KeyFn, Memory, Z, merge_runs, spill_runs
 from lifecycle.compaction.outputs import FileWriter, OnWritten, OutputOptions
 from lifecycle.compaction.planner import SORT, FileInfo, Strategy
+from lifecycle.compaction.spill_encoding import candidates
 from lifecycle.compaction.zorder import Quantiles, sample_rows, sort_keys
 
 RowReader = Callable[[Sequence[FileInfo], int, int], Iterator[pa.Table]]
@@ -92,9 +93,10 @@ def rewrite_spilled(io: FileIO, head: list[pa.Table], rest: Iterator[pa.Table], 
         extra = lambda t: t.append_column(Z, q.zvalues(t))   # noqa: E731
     keys = key_fn(strategy)
     expected = memory.expected_runs(row_bytes * sum(f.records for f in inputs))
-    runs = spill_runs(itertools.chain(_drain(head), rest), keys, memory, extra, pool, expected)
-    return write_stream(io, merge_runs(runs, keys, memory, row_bytes, pool), outputs, bounds, options, limiter, pool,
-                        on_written)
+    text = candidates(options.schema, strategy.columns if strategy.name == SORT else ())
+    runs = spill_runs(itertools.chain(_drain(head), rest), keys, memory, extra, pool, expected, text)
+    return write_stream(io, merge_runs(runs, keys, memory, row_bytes, pool, text), outputs, bounds, options, limiter,
+                        pool, on_written)
 
 
 def write_stream(io: FileIO, stream: Iterator[pa.Table], outputs: Sequence[str], bounds: Sequence[tuple[int, int]],

@@ -19,7 +19,7 @@ The scratch is local and never charged to the bandwidth limiter; its folder belo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lifecycle.compaction.spill_encoding import decoded, encoded, repetitive
 from lifecycle.faults import crash_point
 
 SEQ = "__lifecycle_seq"
@@ -99,21 +100,26 @@ def taken(table: pa.Table, order: pa.Array, pool: Executor | None) -> pa.Table:
 
 def spill_runs(chunks: Iterator[pa.Table], keys: KeyFn, memory: Memory,
                extra: Callable[[pa.Table], pa.Table] | None = None, pool: Executor | None = None,
-               expected_runs: int = 1) -> list[Path]:
+               expected_runs: int = 1, encode: Sequence[str] = ()) -> list[Path]:
     """Sort the rows `chunks` yields, a budget-sized chunk at a time, into run files in the scratch folder.
-    `expected_runs` (from the group's estimated decoded size) sizes the runs' batches for the merge."""
+    `expected_runs` (from the group's estimated decoded size) sizes the runs' batches for the merge; the
+    columns of `encode` whose values repeat in the first chunk are dictionary-encoded in every run."""
     runs: list[Path] = []
     held: list[pa.Table] = []
     size = seq = 0
+    chosen: list[str] | None = None
 
     def spill() -> None:
-        nonlocal held, size, seq
+        nonlocal held, size, seq, chosen
         chunk = pa.concat_tables(held).combine_chunks()
         held, size = [], 0
         chunk = chunk.append_column(SEQ, pa.array(np.arange(seq, seq + chunk.num_rows, dtype=np.int64)))
         seq += chunk.num_rows
         if extra is not None:
             chunk = extra(chunk)
+        if chosen is None:
+            chosen = repetitive(chunk, encode)
+        chunk = encoded(chunk, chosen)
         chunk = taken(chunk, ordering(chunk, keys), pool)
         path = memory.scratch / f"run-{len(runs):05d}.arrow"
         # small batches: the merge holds at least one of every run, so they stay small beside its refill
@@ -165,8 +171,9 @@ class _Run:
 
 
 def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float,
-               workers: Executor | None = None) -> Iterator[pa.Table]:
-    """The runs' rows in order (SEQ, RUN and Z columns included), in batches."""
+               workers: Executor | None = None, decode: Sequence[str] = ()) -> Iterator[pa.Table]:
+    """The runs' rows in order (SEQ, RUN and Z columns included), in batches; the dictionary-encoded columns
+    of `decode` are cast back to their own type."""
     runs = [_Run(i, p) for i, p in enumerate(paths)]
     # about budget / MERGE_SHARE loaded at once; a step holds the loaded rows, the carry and both takes
     refill = max(MIN_REFILL_ROWS, int(memory.refill_bytes(len(runs)) / max(row_bytes, 1.0)))
@@ -181,7 +188,7 @@ def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float,
             order = ordering(pool, keys)
             frontier = [r.last_seq for r in runs if not r.done]
             if not frontier:
-                yield taken(pool, order, workers)
+                yield decoded(taken(pool, order, workers), decode)
                 return
             seq = pool.column(SEQ).take(order)
             hit = np.asarray(pc.is_in(seq, value_set=pa.array(frontier, pa.int64())).to_numpy(zero_copy_only=False))
@@ -193,7 +200,7 @@ def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float,
             for r in runs:
                 r.pending = int(counts[r.index])
             crash_point("spill.merge-step")
-            yield emit
+            yield decoded(emit, decode)
     finally:
         for r in runs:
             r.close()
