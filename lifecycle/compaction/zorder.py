@@ -79,7 +79,8 @@ def zorder_indices(table: pa.Table, columns: Sequence[str]) -> pa.Array:
 
 # ---- bounded Z-order: ranks from sampled quantiles, so a row's z-value is a function of the row alone ----
 
-SAMPLE_PER_COLUMN = 65_536
+SAMPLE_PER_COLUMN = 4_096   # quantiles kept per column: 12 bits of rank, far more than a group's outputs resolve,
+                            # and a table that stays in cache (searchsorted 0.17 s vs 0.47 s at 65,536, 4.3 M rows)
 
 
 def _numeric(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
