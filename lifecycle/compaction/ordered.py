@@ -18,10 +18,8 @@ The scratch is local and never charged to the bandwidth limiter; its folder belo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,56 +27,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lifecycle.compaction.spill_encoding import decoded, encoded, repetitive
+from lifecycle.compaction.spill_memory import Memory as Memory  # re-exported: callers build it with the runs
 from lifecycle.faults import crash_point
 
 SEQ = "__lifecycle_seq"
 RUN = "__lifecycle_run"
 Z = "__lifecycle_z"
-RUN_BATCH_BYTES = 2 << 20     # a spilled run is written in batches of at most this many decoded bytes
-MERGE_SHARE = 6               # the merge loads about budget / MERGE_SHARE (a step holds loaded rows, carry, takes)
-BATCHES_PER_REFILL = 16       # run batches per refill: a load's overshoot (< one batch a run) stays small
 MIN_BATCH_ROWS = 128
 MIN_REFILL_ROWS = 1024
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=None)   # lz4 cost more CPU than the disk it saved
 
 KeyFn = Callable[[pa.Table], tuple[list[pa.Array | pa.ChunkedArray], list[str]]]   # key arrays, orders
 
-
-@dataclass(frozen=True)
-class Memory:
-    """How much a sort or Z-order of one group may hold, and where it may spill."""
-
-    budget_bytes: int
-    scratch: Path
-
-    @property
-    def chunk_bytes(self) -> int:
-        """Decoded rows held at once: sorting needs the rows, their sorted copy and the keys."""
-        return max(1 << 16, self.budget_bytes // 4)
-
-    def expected_runs(self, group_bytes: float) -> int:
-        """Runs a group of `group_bytes` decoded bytes spills into (each run is at least a chunk)."""
-        return max(1, math.ceil(group_bytes / self.chunk_bytes))
-
-    def refill_bytes(self, runs: int) -> float:
-        """Decoded bytes the merge loads from each of `runs` runs at a time."""
-        return self.budget_bytes / (MERGE_SHARE * max(runs, 1))
-
-    def run_batch_bytes(self, runs: int) -> int:
-        """Batch size of the runs of a group expected to spill into `runs` runs."""
-        return int(min(RUN_BATCH_BYTES, self.refill_bytes(runs) / BATCHES_PER_REFILL))
-
-
-def return_freed_memory_at_once() -> None:
-    """Have pyarrow's jemalloc pool (the compaction pods' ARROW_DEFAULT_MEMORY_POOL) give freed pages back to
-    the system at once instead of after its decay time: the spill and the merge free a chunk-sized table
-    every step, and pages kept for reuse made the peak grow with the number of steps (2 GB sort, rows only:
-    935 MiB spilling, 914 merging with the default decay; 766 and 793 with 0, and 760 / 769 at 0.4 GB).
-    Process-wide; a no-op where pyarrow has no jemalloc."""
-    try:
-        pa.jemalloc_set_decay_ms(0)
-    except NotImplementedError:
-        pass
 
 def ordering(table: pa.Table, keys: KeyFn) -> pa.Array:
     """Indices ordering `table` by its keys, then by input position (unique: a total, stable order)."""

@@ -13,9 +13,9 @@ import pytest
 from pyiceberg.io.pyarrow import PyArrowFileIO
 
 from lifecycle.bandwidth import TokenBucket
-from lifecycle.compaction.ordered import MERGE_SHARE, Memory
 from lifecycle.compaction.planner import SORT, ZORDER, FileInfo, Strategy
 from lifecycle.compaction.rewrite import OutputOptions, rewrite_group
+from lifecycle.compaction.spill_memory import MERGE_SHARE, Memory
 from lifecycle.compaction.zorder import TOTAL_BITS, Quantiles, _numeric, interleave, morton
 
 SCHEMA = pa.schema([("id", pa.int64()), ("kind", pa.string()), ("ts", pa.timestamp("us")), ("v", pa.float64())])
