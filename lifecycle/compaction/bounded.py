@@ -4,8 +4,10 @@
 rows already read (the head that did not fit the budget) and the rest of the stream: Z-order first samples its
 columns over the whole group (a projected read when the inputs are plain parquet) for per-column quantiles;
 then the rows are spilled as sorted runs (lifecycle.compaction.ordered) and merged, streaming into the planned
-outputs one after the other. Sorting is single-threaded; each take is split over two pool threads
-(lifecycle.compaction.ordered.taken) and parquet encoding runs in a pool thread beside the merge.
+outputs one after the other. The spill sorts a chunk's two halves on two threads (two runs a chunk), the
+merge's takes are split over two pool threads (lifecycle.compaction.ordered.taken) and parquet encoding runs
+in a pool thread beside the merge. Repetitive text columns travel through the runs dictionary-encoded
+(lifecycle.compaction.spill_encoding).
 """
 
 from __future__ import annotations
