@@ -62,6 +62,7 @@ def taken(table: pa.Table, order: pa.Array, pool: Executor | None) -> pa.Table:
 def _sorted(table: pa.Table, keys: KeyFn) -> pa.Table:
     return table.take(ordering(table, keys))
 
+
 def spill_runs(chunks: Iterator[pa.Table], keys: KeyFn, memory: Memory,
                extra: Callable[[pa.Table], pa.Table] | None = None, pool: Executor | None = None,
                expected_runs: int = 1, encode: Sequence[str] = ()) -> list[Path]:
