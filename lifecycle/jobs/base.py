@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -115,14 +114,3 @@ class JobContext:
         if self.on_progress is not None:
             self.on_progress(Progress(message, done, total, unit))
 
-
-def load_recovered(ctx: JobContext, req: JobRequest,
-                   recover: Callable[[JobContext, str, Any], dict[str, int]]) -> tuple[Any, dict[str, int | float]]:
-    """The request's table and the counts so far: unless a dry run, `recover` first reconciles the job's
-    unfinished plans with the catalog, and the table is reloaded after it."""
-    table = ctx.catalog.load_table(req.table)
-    counts: dict[str, int | float] = {}
-    if not req.dry_run:
-        counts.update(recover(ctx, req.table, table))
-        table = table.refresh()
-    return table, counts

@@ -4,8 +4,6 @@ that comes up for commit again although its commit landed is finished `done`, it
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from lifecycle.compaction.commit_turn import BatchSettings, commit_ready
@@ -13,19 +11,14 @@ from lifecycle.compaction.committer import COMMIT_LOCK_KIND
 from lifecycle.jobs.base import JobContext
 from lifecycle.state.locks import AdvisoryLock
 from lifecycle.state.models import COMMITTING, DONE, READY
-from tests.conftest import REPO, cli_env, write_config
-from tests.integration.test_compaction import TABLE, A, checksum, files_by_partition, make_archive, rows_of, scaled
+from tests.integration.test_compaction import TABLE, A, checksum, files_by_partition, rows_of, scaled
+from tests.integration.test_safety_compaction import compact_killed_after_its_commit
 
 
 def test_a_dropped_group_whose_outputs_the_table_reads_is_done_and_its_files_stay(ctx: JobContext,
                                                                                  tmp_path: Path) -> None:
     ctx = scaled(ctx)
-    make_archive(ctx)
-    config = write_config(tmp_path / "lifecycle.toml", ctx.settings)
-    out = subprocess.run([sys.executable, "-m", "lifecycle_cli", "run", "compact", "--table", TABLE],
-                         env=cli_env(config, LIFECYCLE_CRASH_AT="compact.after-commit"), cwd=REPO,
-                         capture_output=True, text=True, timeout=240)
-    assert out.returncode == -9, out.stderr            # the replace landed; the run died before recording it
+    compact_killed_after_its_commit(ctx, tmp_path)
     table = ctx.catalog.load_table(TABLE)
     files, rows = files_by_partition(table)[A], checksum(rows_of(table))
     (plan,) = ctx.store.open_plans("compact", TABLE, A)

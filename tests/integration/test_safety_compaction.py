@@ -130,18 +130,10 @@ def test_recovery_keeps_outputs_that_a_retained_snapshot_still_reads(ctx: JobCon
     tag still reads its outputs and the current snapshot no longer does. Recovery must see the outputs as
     reachable (landed), never delete them."""
     import os
-    import subprocess
-    import sys
 
-    from tests.conftest import REPO, cli_env, write_config
 
     ctx = scaled(ctx)
-    make_archive(ctx)
-    config = write_config(tmp_path / "lifecycle.toml", ctx.settings)
-    out = subprocess.run([sys.executable, "-m", "lifecycle_cli", "run", "compact", "--table", TABLE],
-                         env=cli_env(config, LIFECYCLE_CRASH_AT="compact.after-commit"), cwd=REPO,
-                         capture_output=True, text=True, timeout=240)
-    assert out.returncode == -9, out.stderr
+    compact_killed_after_its_commit(ctx, tmp_path)
     table = ctx.catalog.load_table(TABLE)
     (plan,) = ctx.store.open_plans("compact", TABLE, A)
     outputs = set(plan.payload["outputs"])
@@ -196,3 +188,18 @@ def test_an_abandoned_group_makes_the_cli_exit_1_and_says_so_in_json(
     result = json.loads(out)
     assert result["status"] == "abandoned" and result["counts"]["groups_abandoned"] == 1
     assert "abandoned" in err
+
+
+def compact_killed_after_its_commit(ctx: JobContext, tmp_path: Any) -> None:
+    """A `lifecycle-cli run compact` over a fresh archive, SIGKILLed right after its replace commit landed."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, cli_env, write_config
+
+    make_archive(ctx)
+    config = write_config(tmp_path / "lifecycle.toml", ctx.settings)
+    out = subprocess.run([sys.executable, "-m", "lifecycle_cli", "run", "compact", "--table", TABLE],
+                         env=cli_env(config, LIFECYCLE_CRASH_AT="compact.after-commit"), cwd=REPO,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == -9, out.stderr            # the replace landed; the run died before recording it
