@@ -26,10 +26,9 @@ from lifecycle.compaction.ordered import KeyFn, Memory, Z, merge_runs, spill_run
 from lifecycle.compaction.outputs import FileWriter, OnWritten, OutputOptions
 from lifecycle.compaction.planner import SORT, FileInfo, Strategy
 from lifecycle.compaction.spill_encoding import candidates
-from lifecycle.compaction.zorder import Quantiles, sample_rows, sort_keys
+from lifecycle.compaction.zorder import SAMPLE_ROWS, Quantiles, sample_rows, sort_keys
 
 RowReader = Callable[[Sequence[FileInfo], int, int], Iterator[pa.Table]]
-SAMPLE_ROWS = 262_144          # rows sampled per group for Z-order quantiles
 DECODED_PER_STORED = 4         # a guess of decoded / compressed size, to bound how far reads run ahead
 
 
@@ -95,7 +94,7 @@ def rewrite_spilled(io: FileIO, head: list[pa.Table], rest: Iterator[pa.Table], 
         extra = lambda t: t.append_column(Z, q.zvalues(t))   # noqa: E731
     keys = key_fn(strategy)
     expected = memory.expected_runs(row_bytes * sum(f.records for f in inputs))
-    text = candidates(options.schema, strategy.columns if strategy.name == SORT else ())
+    text = candidates(options.schema)
     runs = spill_runs(itertools.chain(_drain(head), rest), keys, memory, extra, pool, expected, text)
     return write_stream(io, merge_runs(runs, keys, memory, row_bytes, pool, text), outputs, bounds, options, limiter,
                         pool, on_written)

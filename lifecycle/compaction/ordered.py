@@ -1,16 +1,21 @@
 """External sort of a file group in bounded memory: sorted runs spilled to local scratch, merged k-way.
 
-The group's rows are read in chunks of at most `Memory.chunk_bytes` (decoded Arrow size). Each chunk gets its
-rows' positions in input order (`SEQ`, the tie-break, so the merged order is exactly the stable in-memory
-order for a sort) and, for Z-order, each row's z-value (`Z`, from quantiles sampled beforehand, a function of
-the row alone); it is sorted and written to the scratch folder as an uncompressed Arrow IPC file (a run).
-The merge keeps a few batches of every run in memory: it sorts what is loaded, emits everything up to the
-smallest "last loaded row" among the runs not yet exhausted (no row still on disk can come before it), and
-refills the runs that ran low. Memory: a chunk while spilling, about budget / MERGE_SHARE of loaded rows while
-merging, whatever the number of runs k: each run's refill is 1/k of that, and a run is written in batches of
-at most 1/BATCHES_PER_REFILL of its expected refill (a load reads whole batches, so it overshoots by at most
-one; with fixed 2 MiB batches, 88 runs of an 8 GB group added ~300 MiB of peak). Disk: the group's decoded
-size once.
+The group's rows are read in chunks of at most `Memory.chunk_bytes` (decoded Arrow size). Each chunk (for
+Z-order with each row's z-value, `Z`, from quantiles sampled beforehand: a function of the row alone) is
+sorted stably and written to the scratch folder as an uncompressed Arrow IPC file (a run). Runs are numbered
+in input order and a stable sort keeps ties in input order, so "key, then run, then position in the run"
+is exactly the in-memory stable order.
+
+The merge keeps a buffer of every run (the rows loaded and not yet emitted, a suffix of what it read). A step
+concatenates the buffers in run order and orders them stably: for one integer key (a z-value, a single
+integer or low-cardinality text column) numpy's stable sort, which merges the k sorted runs in O(n log k)
+instead of sorting; otherwise pyarrow's stable sort. It emits everything up to the first of the buffers'
+last rows among the runs with rows still on disk (no row still on disk can come before it): from each run a
+prefix of its buffer, which keeps the rest as a zero-copy slice. Memory: a chunk while spilling; while
+merging, the buffers (about budget / MERGE_SHARE, refilled by 1/k of that per run whatever the number of
+runs k), their concatenation and the rows emitted. A run is written in batches of at most
+1/BATCHES_PER_REFILL of its expected refill (a load reads whole batches, so it overshoots by at most one).
+Disk: the group's decoded size once.
 
 The scratch is local and never charged to the bandwidth limiter; its folder belongs to the caller
 (lifecycle.compaction.scratch journals and removes it).
@@ -24,14 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lifecycle.compaction.spill_encoding import decoded, encoded, repetitive
 from lifecycle.compaction.spill_memory import Memory as Memory  # re-exported: callers build it with the runs
+from lifecycle.compaction.zorder import integer_key, key_order
 from lifecycle.faults import crash_point
 
-SEQ = "__lifecycle_seq"
-RUN = "__lifecycle_run"
 Z = "__lifecycle_z"
 MIN_BATCH_ROWS = 128
 MIN_REFILL_ROWS = 1024
@@ -41,22 +44,29 @@ KeyFn = Callable[[pa.Table], tuple[list[pa.Array | pa.ChunkedArray], list[str]]]
 
 
 def ordering(table: pa.Table, keys: KeyFn) -> pa.Array:
-    """Indices ordering `table` by its keys, then by input position (unique: a total, stable order)."""
+    """Indices ordering `table` by its keys; the sort is stable, so ties keep the table's order."""
+    return key_order(*keys(table), table.num_rows)
+
+
+def merge_order(table: pa.Table, keys: KeyFn) -> np.ndarray:
+    """`ordering` of a table made of sorted runs one after another. One ascending integer key without nulls
+    is merged by numpy's stable sort (timsort finds the runs and merges them: 0.06 s for two runs of 1.3 M
+    rows, against 0.8 s to sort them); anything else is sorted."""
     arrays, orders = keys(table)
-    names = [f"k{i}" for i in range(len(arrays))] + ["seq"]
-    sort_keys = [(n, o) for n, o in zip(names, orders, strict=False)] + [("seq", "ascending")]
-    return pc.sort_indices(pa.table([*arrays, table.column(SEQ)], names=names), sort_keys=sort_keys)
+    key = integer_key(arrays[0]) if len(arrays) == 1 and orders == ["ascending"] else None
+    if key is not None:
+        return np.argsort(key, kind="stable")
+    return np.asarray(key_order(arrays, orders, table.num_rows))
 
 
-def taken(table: pa.Table, order: pa.Array, pool: Executor | None) -> pa.Table:
+def taken(table: pa.Table, order: pa.Array | np.ndarray, pool: Executor | None) -> pa.Table:
     """table.take(order), in two halves on the pool (pyarrow takes outside the GIL): a compact table either way."""
     half = len(order) // 2
     if pool is None or half < MIN_REFILL_ROWS:
         return table.take(order)
-    first = pool.submit(table.take, order.slice(0, half))
-    second = table.take(order.slice(half))
+    first = pool.submit(table.take, order[:half])
+    second = table.take(order[half:])
     return pa.concat_tables([first.result(), second])
-
 
 
 def _sorted(table: pa.Table, keys: KeyFn) -> pa.Table:
@@ -71,15 +81,13 @@ def spill_runs(chunks: Iterator[pa.Table], keys: KeyFn, memory: Memory,
     columns of `encode` whose values repeat in the first chunk are dictionary-encoded in every run."""
     runs: list[Path] = []
     held: list[pa.Table] = []
-    size = seq = 0
+    size = 0
     chosen: list[str] | None = None
 
     def spill() -> None:
-        nonlocal held, size, seq, chosen
+        nonlocal held, size, chosen
         chunk = pa.concat_tables(held).combine_chunks()
         held, size = [], 0
-        chunk = chunk.append_column(SEQ, pa.array(np.arange(seq, seq + chunk.num_rows, dtype=np.int64)))
-        seq += chunk.num_rows
         if extra is not None:
             chunk = extra(chunk)
         if chosen is None:
@@ -117,30 +125,29 @@ def spill_runs(chunks: Iterator[pa.Table], keys: KeyFn, memory: Memory,
 
 
 class _Run:
-    def __init__(self, index: int, path: Path) -> None:
-        self.index = index
+    """One spilled run: its file, and its buffer of rows loaded but not yet emitted (in the run's order)."""
+
+    def __init__(self, path: Path) -> None:
         self._file = pa.OSFile(str(path), "rb")
         self._reader = pa.ipc.open_file(self._file)
         self._next = 0
-        self.last_seq = -1
-        self.pending = 0
+        self.buffer = self._reader.schema.empty_table()
 
     @property
-    def done(self) -> bool:
-        return bool(self._next >= self._reader.num_record_batches)
+    def on_disk(self) -> bool:
+        """Whether rows of this run are still unread."""
+        return bool(self._next < self._reader.num_record_batches)
 
-    def load(self, rows: int) -> pa.Table:
+    def load(self, rows: int) -> None:
         batches = []
         got = 0
-        while got < rows and not self.done:
+        while got < rows and self.on_disk:
             b = self._reader.get_batch(self._next)
             self._next += 1
             batches.append(b)
             got += b.num_rows
-        table = pa.Table.from_batches(batches, schema=self._reader.schema)
-        if got:
-            self.last_seq = int(table.column(SEQ)[-1].as_py())
-        return table.append_column(RUN, pa.array(np.full(got, self.index, np.int32)))
+        if batches:
+            self.buffer = pa.concat_tables([self.buffer, pa.Table.from_batches(batches, schema=self._reader.schema)])
 
     def close(self) -> None:
         self._file.close()
@@ -148,35 +155,38 @@ class _Run:
 
 def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float,
                workers: Executor | None = None, decode: Sequence[str] = ()) -> Iterator[pa.Table]:
-    """The runs' rows in order (SEQ, RUN and Z columns included), in batches; the dictionary-encoded columns
-    of `decode` are cast back to their own type."""
-    runs = [_Run(i, p) for i, p in enumerate(paths)]
-    # about budget / MERGE_SHARE loaded at once; a step holds the loaded rows, the carry and both takes
+    """The runs' rows in order (the Z column included), in batches; the dictionary-encoded columns of
+    `decode` are cast back to their own type."""
+    runs = [_Run(p) for p in paths]
+    # about budget / MERGE_SHARE loaded at once; a step also holds their concatenation and the rows emitted
     refill = max(MIN_REFILL_ROWS, int(memory.refill_bytes(len(runs)) / max(row_bytes, 1.0)))
-    carry: pa.Table | None = None
     try:
         while True:
-            loaded = [r.load(refill) for r in runs if not r.done and r.pending < refill // 2]
-            parts = ([carry] if carry is not None and carry.num_rows else []) + [t for t in loaded if t.num_rows]
-            if not parts:
-                return
-            pool = pa.concat_tables(parts)
-            order = ordering(pool, keys)
-            frontier = [r.last_seq for r in runs if not r.done]
-            if not frontier:
-                yield decoded(taken(pool, order, workers), decode)
-                return
-            seq = pool.column(SEQ).take(order)
-            hit = np.asarray(pc.is_in(seq, value_set=pa.array(frontier, pa.int64())).to_numpy(zero_copy_only=False))
-            cut = int(np.argmax(hit)) + 1
-            # two takes, not one take and two slices: neither the rows emitted nor the carry pins this pool
-            emit, carry = taken(pool, order.slice(0, cut), workers), taken(pool, order.slice(cut), workers)
-            del pool, parts, loaded, order, seq
-            counts = np.bincount(np.asarray(carry.column(RUN).to_numpy()), minlength=len(runs))
             for r in runs:
-                r.pending = int(counts[r.index])
+                if r.on_disk and r.buffer.num_rows < refill // 2:
+                    r.load(refill)
+            live = [r for r in runs if r.buffer.num_rows]
+            if not live:
+                return
+            sizes = np.array([r.buffer.num_rows for r in live], np.int64)
+            pool = pa.concat_tables([r.buffer for r in live]).combine_chunks()   # one copy, not one per take
+            order = merge_order(pool, keys)
+            ends = np.cumsum(sizes)
+            waiting = [i for i, r in enumerate(live) if r.on_disk]
+            if waiting:
+                position = np.empty(len(order), np.int64)
+                position[order] = np.arange(len(order), dtype=np.int64)
+                cut = int(position[ends[waiting] - 1].min()) + 1   # through the first of their last rows
+            else:
+                cut = len(order)
+            emitted = order[:cut]
+            counts = np.bincount(np.searchsorted(ends, emitted, side="right"), minlength=len(live))
+            for r, c in zip(live, counts, strict=True):
+                r.buffer = r.buffer.slice(int(c))
+            rows = taken(pool, emitted, workers)
+            del pool, order, emitted
             crash_point("spill.merge-step")
-            yield decoded(emit, decode)
+            yield decoded(rows, decode)
     finally:
         for r in runs:
             r.close()

@@ -5,8 +5,9 @@ column (narrow rows, 1.9 M rows: ~0.09 s per string column, ~0.01 s per int64/do
 dictionary-encoded string): every take copies the strings' bytes. Columns whose values repeat (mission, kind,
 unit, status) are therefore dictionary-encoded before a run is sorted, so both takes move int32 indices, the
 runs on disk shrink, and the merged rows are cast back to the column's own type before they are written.
-Sort keys stay plain (pyarrow cannot sort a table on a dictionary column); the decision is taken once per
-group from the first chunk, since every run must share one schema for the merge.
+Sort keys are encoded too: wherever rows are sorted, a text key is sorted through the ranks of its dictionary
+(lifecycle.compaction.zorder.text_ranks). The decision is taken once per group from the first chunk, since
+every run must share one schema for the merge.
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-MAX_DISTINCT_SHARE = 8     # encode a column when its distinct values are at most 1/8 of the chunk's rows
+MAX_DISTINCT_SHARE = 8     # a column repeats when it has at most one distinct value in 8 rows
 
 
-def candidates(schema: pa.Schema, keys: Sequence[str]) -> list[str]:
-    """Text and binary columns that are not sort keys."""
-    return [f.name for f in schema if f.name not in keys and (
+
+def candidates(schema: pa.Schema) -> list[str]:
+    """Text and binary columns."""
+    return [f.name for f in schema if (
         pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_binary(f.type)
         or pa.types.is_large_binary(f.type))]
 
 
 def repetitive(chunk: pa.Table, names: Sequence[str]) -> list[str]:
-    """Of `names`, the columns of `chunk` whose values repeat enough to be worth a dictionary."""
+    """Of `names`, the columns of `chunk` whose values repeat enough to be worth a dictionary (here, in the
+    runs; lifecycle.compaction.outputs, in the parquet outputs)."""
     limit = max(chunk.num_rows // MAX_DISTINCT_SHARE, 1)
     return [n for n in names if n in chunk.column_names and pc.count_distinct(chunk.column(n)).as_py() <= limit]
 

@@ -29,6 +29,17 @@ class Memory:
         """Decoded rows held at once: sorting needs the rows, their sorted copy and the keys."""
         return max(1 << 16, self.budget_bytes // 4)
 
+    @property
+    def in_memory_bytes(self) -> int:
+        """Decoded rows a group may have to be ordered in memory: the rows themselves, their ordering and key
+        (16 bytes a row) and the writers' slices (`take_bytes` and a row group each) stay within the budget."""
+        return self.budget_bytes // 2
+
+    @property
+    def take_bytes(self) -> int:
+        """Decoded bytes an in-memory ordering hands a writer at a time."""
+        return max(1 << 16, self.budget_bytes // 32)
+
     def expected_runs(self, group_bytes: float) -> int:
         """Runs a group of `group_bytes` decoded bytes spills into (each run is at least a chunk)."""
         return max(1, math.ceil(group_bytes / self.chunk_bytes))

@@ -16,7 +16,7 @@ from lifecycle.bandwidth import TokenBucket
 from lifecycle.compaction.planner import SORT, ZORDER, FileInfo, Strategy
 from lifecycle.compaction.rewrite import OutputOptions, rewrite_group
 from lifecycle.compaction.spill_memory import MERGE_SHARE, Memory
-from lifecycle.compaction.zorder import TOTAL_BITS, Quantiles, _numeric, interleave, morton
+from lifecycle.compaction.zorder import TOTAL_BITS, Quantiles, _numeric, morton
 
 SCHEMA = pa.schema([("id", pa.int64()), ("kind", pa.string()), ("ts", pa.timestamp("us")), ("v", pa.float64())])
 TINY = 1 << 18        # 256 KiB budget: 64 KiB chunks, a few thousand rows per run
@@ -50,12 +50,16 @@ def _rewrite(tmp_path: Path, inputs: list[FileInfo], strategy: Strategy, k: int,
     return outs
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_spilled_sort_writes_exactly_the_in_memory_order(tmp_path: Path, threads: int) -> None:
+@pytest.mark.parametrize(("threads", "strategy"), [
+    (1, Strategy(SORT, ("kind", "id"), ("asc", "desc"), ("last", "first"))),   # several keys: sorted per step
+    (2, Strategy(SORT, ("kind", "id"), ("asc", "desc"), ("last", "first"))),
+    (2, Strategy(SORT, ("ts",), ("asc",), ("last",))),      # one integer key: the runs merged by numpy
+    (2, Strategy(SORT, ("kind",), ("asc",), ("first",))),   # one repetitive text key: merged through its ranks
+], ids=["keys-1-thread", "keys", "timestamp", "text"])
+def test_spilled_sort_writes_exactly_the_in_memory_order(tmp_path: Path, threads: int, strategy: Strategy) -> None:
     inputs = _inputs(tmp_path, 12, 3000)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    strategy = Strategy(SORT, ("kind", "id"), ("asc", "desc"), ("last", "first"))
     spilled = _rewrite(tmp_path, inputs, strategy, 5, "spill", Memory(TINY, scratch), threads)
     assert len(list(scratch.glob("run-*.arrow"))) > 10      # the group really went through runs on disk
     in_memory = _rewrite(tmp_path, inputs, strategy, 5, "mem", None, threads)
@@ -63,6 +67,20 @@ def test_spilled_sort_writes_exactly_the_in_memory_order(tmp_path: Path, threads
         assert pq.read_table(a).equals(pq.read_table(b))
     counts = [pq.ParquetFile(p).metadata.num_rows for p in spilled]
     assert sum(counts) == 36000 and max(counts) - min(counts) <= 1
+
+
+def test_a_group_within_half_the_budget_is_ordered_in_memory_and_a_larger_one_spills(tmp_path: Path) -> None:
+    inputs = _inputs(tmp_path, 8, 2000)
+    decoded = sum(pq.read_table(f.path).cast(SCHEMA).nbytes for f in inputs)
+    strategy = Strategy(SORT, ("id",), ("asc",), ("last",))
+    for budget, spills in ((int(decoded * 2.2), False), (int(decoded * 1.8), True)):
+        scratch = tmp_path / f"scratch-{budget}"
+        scratch.mkdir()
+        outs = _rewrite(tmp_path, inputs, strategy, 3, f"b{budget}", Memory(budget, scratch))
+        assert bool(list(scratch.glob("run-*.arrow"))) == spills
+        ids = _read(outs)["id"].drop_null().to_pylist()
+        assert len(ids) == sum(1 for f in inputs for v in pq.read_table(f.path)["id"].to_pylist() if v is not None)
+        assert ids == sorted(ids)
 
 
 def test_a_group_within_the_budget_is_ordered_in_memory(tmp_path: Path) -> None:
@@ -111,17 +129,29 @@ def test_quantile_ranks_are_a_function_of_the_row() -> None:
     assert [q.zvalues(t.slice(i, 1)).to_pylist()[0] for i in range(4)] == z   # one row alone: same value
     assert z[0] < z[3] < z[1] and z[2] > z[3]               # (1,a,1) < (5,a,1) < (9,zz,3); null n ranks last
     above = pa.table({"n": [10**9], "s": ["zzz"], "d": pa.array([9], pa.date32())})
-    assert q.zvalues(above).to_pylist() == [(1 << 63) - 1]   # above every sampled value: the top rank, 21 bits each
+    assert q.zvalues(above).to_pylist() == [(1 << 39) - 1]   # above every sampled value: the top rank, 13 bits each
 
+
+
+def _interleave(columns: list[np.ndarray], bits: int) -> list[int]:
+    """The Morton code by its definition, one bit at a time: column 0 on the highest bit of every level."""
+    out = []
+    for row in zip(*(c.tolist() for c in columns), strict=True):
+        z = 0
+        for b in range(bits - 1, -1, -1):
+            for v in row:
+                z = (z << 1) | ((v >> b) & 1)
+        out.append(z)
+    return out
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_the_numpy_morton_code_is_the_in_memory_interleave(n: int) -> None:
+def test_the_numpy_morton_code_is_the_bitwise_interleave(n: int) -> None:
     rng = np.random.default_rng(n)
     bits = min(32, TOTAL_BITS // n)
     cols = [rng.integers(0, 1 << bits, 2000, dtype=np.uint64) for _ in range(n)]
     cols[0][:3] = [0, (1 << bits) - 1, 1 << (bits - 1)]
-    assert morton(cols, bits).tolist() == interleave([pa.array(c) for c in cols], bits).to_pylist()
+    assert morton(cols, bits).tolist() == _interleave(cols, bits)
 
 
 def test_strings_rank_by_their_first_eight_bytes_whatever_their_layout() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -14,7 +15,7 @@ from pyiceberg.io.pyarrow import PyArrowFileIO
 from lifecycle.bandwidth import TokenBucket
 from lifecycle.compaction.planner import BINPACK, SORT, ZORDER, FileInfo, Strategy
 from lifecycle.compaction.rewrite import OutputOptions, compaction_threads, read_rows, rewrite_group, split_bounds
-from lifecycle.compaction.zorder import interleave, scaled_ranks, sort_indices, zorder_indices
+from lifecycle.compaction.zorder import integer_order, key_order, morton, sort_indices, text_ranks, zorder_indices
 from lifecycle.errors import ConfigError
 
 SCHEMA = pa.schema([("k", pa.int64()), ("s", pa.string())])
@@ -29,10 +30,41 @@ def test_sort_indices_per_column_direction_and_nulls() -> None:
 
 
 def test_interleave_puts_first_column_on_the_high_bit() -> None:
-    a = pa.array([0b10, 0b01], pa.uint64())
-    b = pa.array([0b01, 0b10], pa.uint64())
-    assert interleave([a, b], 2).to_pylist() == [0b1001, 0b0110]
-    assert scaled_ranks(pa.array([5, 7, 5, None]), 3).to_pylist() == [0, 3, 0, 7]
+    a = np.array([0b10, 0b01], np.uint64)
+    b = np.array([0b01, 0b10], np.uint64)
+    assert morton([a, b], 2).tolist() == [0b1001, 0b0110]
+
+
+def test_a_repetitive_text_key_sorts_by_the_dense_ranks_of_its_values() -> None:
+    words = pa.array(["m", "a", "zz", "a", "", "m", "b", None] * 3)
+    dense = pc.subtract(pc.rank(words, sort_keys="ascending", tiebreaker="dense"), 1).to_pylist()
+    ranks = text_ranks(words)
+    assert ranks is not None
+    assert [r for r, w in zip(ranks.to_pylist(), words.to_pylist(), strict=True) if w is not None] == \
+        [d for d, w in zip(dense, words.to_pylist(), strict=True) if w is not None]
+    assert text_ranks(words.dictionary_encode()) == ranks
+    assert text_ranks(pa.array([f"id-{i}" for i in range(100)])) is None   # distinct values: sorted as they are
+
+
+@pytest.mark.parametrize("values", [
+    np.array([5, -3, 5, 0, -3, 2**40, 7, 5], np.int64),
+    np.random.default_rng(1).integers(-1000, 1000, 50_000),
+    np.random.default_rng(2).integers(0, 2**40, 50_000).astype(np.uint64),
+], ids=["small", "negative-and-repeated", "wide"])
+def test_an_integer_key_is_ordered_stably_by_one_packed_sort(values: np.ndarray) -> None:
+    got = integer_order(pa.array(values))
+    assert got is not None and got.tolist() == np.argsort(values, kind="stable").tolist()
+    stamps = pa.array(values.astype(np.int64), pa.int64()).cast(pa.timestamp("us"))
+    assert key_order([stamps], ["ascending"], len(values)).to_pylist() == got.tolist()
+
+
+def test_keys_a_packed_sort_cannot_take_go_to_the_general_sort() -> None:
+    full = pa.array([2**62, -(2**62), 0, 1], pa.int64())           # range and positions need 65 bits
+    assert integer_order(full) is None
+    assert integer_order(pa.array([1, None, 0])) is None
+    assert integer_order(pa.array([0.5, 0.25])) is None
+    assert key_order([full], ["ascending"], 4).to_pylist() == [1, 2, 3, 0]
+    assert key_order([pa.array([1, None, 0])], ["ascending"], 3).to_pylist() == [2, 0, 1]
 
 
 def test_zorder_clusters_both_columns() -> None:
@@ -133,3 +165,22 @@ def test_compaction_threads_come_from_the_environment_or_the_cpus(monkeypatch: p
         compaction_threads()
     monkeypatch.delenv("LIFECYCLE_COMPACTION_THREADS")
     assert 1 <= compaction_threads() <= 4
+
+
+def test_outputs_dictionary_encode_only_the_columns_whose_values_repeat(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    n = 40_000
+    schema = pa.schema([("kind", pa.string()), ("v", pa.float64()), ("q", pa.int32())])
+    t = pa.table({"kind": [f"kind-{i % 12}" for i in range(n)], "v": rng.random(n),
+                  "q": (np.arange(n) % 5).astype(np.int32)}, schema=schema)
+    src = tmp_path / "in.parquet"
+    pq.write_table(t, src)
+    out = str(tmp_path / "out.parquet")
+    rewrite_group(PyArrowFileIO(), [FileInfo(str(src), src.stat().st_size, n)], [out], Strategy(BINPACK),
+                  OutputOptions(schema, row_group_rows=10_000), TokenBucket(10**12))
+    assert pq.read_table(out).equals(t)
+    meta = pq.ParquetFile(out).metadata
+    for g in range(meta.num_row_groups):
+        encodings = {meta.schema.column(c).name: meta.row_group(g).column(c).encodings for c in range(3)}
+        assert "RLE_DICTIONARY" in encodings["kind"] and "RLE_DICTIONARY" in encodings["q"]
+        assert "RLE_DICTIONARY" not in encodings["v"], encodings          # random doubles: plain pages
