@@ -13,9 +13,9 @@ one sequential stream.
 --data payload (the default) is the synthetic archive: 512-byte random readings per row, incompressible.
 --data narrow is what real archives hold: many small columns (ids, timestamps, doubles, short strings) that
 compress well, so decoded rows are several times the input bytes. Sort and Z-order run under
---budget-mb (the [compaction] memory_budget_bytes they get in production, 1024 by default: groups above a
-quarter of it spill to scratch); the modes sort-inmem and zorder-inmem order the whole group in memory (no
-budget), as before bounded compaction.
+--budget-mb (the [compaction] memory_budget_bytes they get in production, 1024 by default: groups above
+half of it spill to scratch); the modes sort-inmem and zorder-inmem order the whole group in memory whatever
+its size (no budget): the path a group within half the budget takes.
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ def main() -> None:
             runs = ordered.spill_runs(stream, keys, memory, None, pool, memory.expected_runs(row_bytes * m["rows"]),
                                       text)
             phase[0] = "merge"
-            rows = sum(b.num_rows for b in ordered.merge_runs(runs, keys, memory, row_bytes, pool, text))
+            merged = ordered.merge_runs(runs, keys, ("sensor_kind", "payload_id"), memory, row_bytes, pool, text)
+            rows = sum(b.num_rows for b in merged)
             phase[0] = "end"
             time.sleep(0.2)
         print(json.dumps({"runs": len(runs), "rows": rows, "seconds": round(time.monotonic() - started, 1),

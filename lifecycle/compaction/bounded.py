@@ -96,8 +96,9 @@ def rewrite_spilled(io: FileIO, head: list[pa.Table], rest: Iterator[pa.Table], 
     expected = memory.expected_runs(row_bytes * sum(f.records for f in inputs))
     text = candidates(options.schema)
     runs = spill_runs(itertools.chain(_drain(head), rest), keys, memory, extra, pool, expected, text)
-    return write_stream(io, merge_runs(runs, keys, memory, row_bytes, pool, text), outputs, bounds, options, limiter,
-                        pool, on_written)
+    key_columns = strategy.columns if strategy.name == SORT else (Z,)
+    merged = merge_runs(runs, keys, key_columns, memory, row_bytes, pool, text)
+    return write_stream(io, merged, outputs, bounds, options, limiter, pool, on_written)
 
 
 def write_stream(io: FileIO, stream: Iterator[pa.Table], outputs: Sequence[str], bounds: Sequence[tuple[int, int]],

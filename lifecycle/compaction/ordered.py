@@ -7,15 +7,15 @@ in input order and a stable sort keeps ties in input order, so "key, then run, t
 is exactly the in-memory stable order.
 
 The merge keeps a buffer of every run (the rows loaded and not yet emitted, a suffix of what it read). A step
-concatenates the buffers in run order and orders them stably: for one integer key (a z-value, a single
+orders the buffers' key columns, concatenated in run order, stably: for one integer key (a z-value, a single
 integer or low-cardinality text column) numpy's stable sort, which merges the k sorted runs in O(n log k)
-instead of sorting; otherwise pyarrow's stable sort. It emits everything up to the first of the buffers'
-last rows among the runs with rows still on disk (no row still on disk can come before it): from each run a
-prefix of its buffer, which keeps the rest as a zero-copy slice. Memory: a chunk while spilling; while
-merging, the buffers (about budget / MERGE_SHARE, refilled by 1/k of that per run whatever the number of
-runs k), their concatenation and the rows emitted. A run is written in batches of at most
-1/BATCHES_PER_REFILL of its expected refill (a load reads whole batches, so it overshoots by at most one).
-Disk: the group's decoded size once.
+instead of sorting; otherwise pyarrow's stable sort. It emits everything up to the first of the buffers' last
+rows among the runs with rows still on disk (no row still on disk can come before it): from each run a prefix
+of its buffer, gathered into order, while the rest stays as a zero-copy slice. Memory: a chunk while spilling;
+while merging, the buffers (about budget / MERGE_SHARE, refilled by 1/k of that per run whatever the number of
+runs k) and the rows a step emits, twice (their prefixes copied together, then in order). A run is written in
+batches of at most 1/BATCHES_PER_REFILL of its expected refill (a load reads whole batches, so it overshoots
+by at most one). Disk: the group's decoded size once.
 
 The scratch is local and never charged to the bandwidth limiter; its folder belongs to the caller
 (lifecycle.compaction.scratch journals and removes it).
@@ -153,12 +153,12 @@ class _Run:
         self._file.close()
 
 
-def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float,
+def merge_runs(paths: list[Path], keys: KeyFn, key_columns: Sequence[str], memory: Memory, row_bytes: float,
                workers: Executor | None = None, decode: Sequence[str] = ()) -> Iterator[pa.Table]:
-    """The runs' rows in order (the Z column included), in batches; the dictionary-encoded columns of
-    `decode` are cast back to their own type."""
+    """The runs' rows in order (the Z column included), in batches; `keys` reads only `key_columns`. The
+    dictionary-encoded columns of `decode` are cast back to their own type."""
     runs = [_Run(p) for p in paths]
-    # about budget / MERGE_SHARE loaded at once; a step also holds their concatenation and the rows emitted
+    # about budget / MERGE_SHARE loaded at once; a step also holds the rows it emits, twice at most
     refill = max(MIN_REFILL_ROWS, int(memory.refill_bytes(len(runs)) / max(row_bytes, 1.0)))
     try:
         while True:
@@ -169,9 +169,9 @@ def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float,
             if not live:
                 return
             sizes = np.array([r.buffer.num_rows for r in live], np.int64)
-            pool = pa.concat_tables([r.buffer for r in live]).combine_chunks()   # one copy, not one per take
-            order = merge_order(pool, keys)
             ends = np.cumsum(sizes)
+            # the order needs the keys only: the other columns are copied for the rows emitted, not carried ones
+            order = merge_order(pa.concat_tables([r.buffer.select(list(key_columns)) for r in live]), keys)
             waiting = [i for i, r in enumerate(live) if r.on_disk]
             if waiting:
                 position = np.empty(len(order), np.int64)
@@ -179,12 +179,17 @@ def merge_runs(paths: list[Path], keys: KeyFn, memory: Memory, row_bytes: float,
                 cut = int(position[ends[waiting] - 1].min()) + 1   # through the first of their last rows
             else:
                 cut = len(order)
-            emitted = order[:cut]
-            counts = np.bincount(np.searchsorted(ends, emitted, side="right"), minlength=len(live))
+            emitted = order[:cut].astype(np.int64)   # pyarrow sorts give uint64 indices
+            del order
+            run_of = np.searchsorted(ends, emitted, side="right")
+            counts = np.bincount(run_of, minlength=len(live))   # from each run a prefix of its buffer
+            heads = np.cumsum(counts) - counts
+            emitted = emitted + (heads - (ends - sizes))[run_of]   # positions among the prefixes
+            prefixes = pa.concat_tables([r.buffer.slice(0, int(c)) for r, c in zip(live, counts, strict=True)])
             for r, c in zip(live, counts, strict=True):
                 r.buffer = r.buffer.slice(int(c))
-            rows = taken(pool, emitted, workers)
-            del pool, order, emitted
+            rows = taken(prefixes.combine_chunks(), emitted, workers)   # one copy, not one per take
+            del prefixes, emitted, run_of
             crash_point("spill.merge-step")
             yield decoded(rows, decode)
     finally:
