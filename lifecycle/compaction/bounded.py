@@ -90,7 +90,7 @@ def rewrite_spilled(io: FileIO, head: list[pa.Table], rest: Iterator[pa.Table], 
     row_bytes = sum(t.nbytes for t in head) / max(rows, 1)
     extra = None
     if strategy.name != SORT:
-        q = quantiles(sample_read, inputs, strategy.columns, pool, window, memory.chunk_bytes)
+        q = quantiles(sample_read, inputs, strategy.columns, pool, window, memory.ahead_bytes)
         extra = lambda t: t.append_column(Z, q.zvalues(t))   # noqa: E731
     keys = key_fn(strategy)
     expected = memory.expected_runs(row_bytes * sum(f.records for f in inputs))

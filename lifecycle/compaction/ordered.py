@@ -13,7 +13,7 @@ instead of sorting; otherwise pyarrow's stable sort. It emits everything up to t
 rows among the runs with rows still on disk (no row still on disk can come before it): from each run a prefix
 of its buffer, gathered into order, while the rest stays as a zero-copy slice. Memory: a chunk while spilling;
 while merging, the buffers (about budget / MERGE_SHARE, refilled by 1/k of that per run whatever the number of
-runs k) and the rows a step emits, twice (their prefixes copied together, then in order). A run is written in
+runs k), the rows a step emits (their prefixes copied together) and one piece of them in order. A run is written in
 batches of at most 1/BATCHES_PER_REFILL of its expected refill (a load reads whole batches, so it overshoots
 by at most one). Disk: the group's decoded size once.
 
@@ -158,8 +158,9 @@ def merge_runs(paths: list[Path], keys: KeyFn, key_columns: Sequence[str], memor
     """The runs' rows in order (the Z column included), in batches; `keys` reads only `key_columns`. The
     dictionary-encoded columns of `decode` are cast back to their own type."""
     runs = [_Run(p) for p in paths]
-    # about budget / MERGE_SHARE loaded at once; a step also holds the rows it emits, twice at most
+    # about budget / MERGE_SHARE loaded at once; a step also holds the rows it emits and one piece in order
     refill = max(MIN_REFILL_ROWS, int(memory.refill_bytes(len(runs)) / max(row_bytes, 1.0)))
+    piece = max(MIN_REFILL_ROWS, int(memory.take_bytes / max(row_bytes, 1.0)))
     try:
         while True:
             for r in runs:
@@ -188,10 +189,13 @@ def merge_runs(paths: list[Path], keys: KeyFn, key_columns: Sequence[str], memor
             prefixes = pa.concat_tables([r.buffer.slice(0, int(c)) for r, c in zip(live, counts, strict=True)])
             for r, c in zip(live, counts, strict=True):
                 r.buffer = r.buffer.slice(int(c))
-            rows = taken(prefixes.combine_chunks(), emitted, workers)   # one copy, not one per take
-            del prefixes, emitted, run_of
-            crash_point("spill.merge-step")
-            yield decoded(rows, decode)
+            source = prefixes.combine_chunks()   # one copy, not one per take
+            del prefixes, run_of
+            for start in range(0, len(emitted), piece):   # handed on in pieces: one piece in order at a time
+                rows = taken(source, emitted[start:start + piece], workers)
+                crash_point("spill.merge-step")
+                yield decoded(rows, decode)
+            del source, emitted
     finally:
         for r in runs:
             r.close()

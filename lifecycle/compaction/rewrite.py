@@ -149,7 +149,7 @@ def rewrite_group(io: FileIO, inputs: Sequence[FileInfo], outputs: Sequence[str]
     with ThreadPoolExecutor(window, thread_name_prefix="compact") as pool:
         if strategy.name in (SORT, ZORDER):
             limit = memory.chunk_bytes if memory is not None else 1 << 62
-            stream = prefetched(read, inputs, pool, window, limit)
+            stream = prefetched(read, inputs, pool, window, memory.ahead_bytes if memory is not None else limit)
             head, whole = _fits(stream, limit)
             if not whole and memory is not None and _estimate(head, total) <= memory.in_memory_bytes:
                 held = sum(t.nbytes for t in head)   # the rows read so far say the group fits: read the rest

@@ -36,6 +36,11 @@ class Memory:
         return self.budget_bytes // 2
 
     @property
+    def ahead_bytes(self) -> int:
+        """Decoded bytes the reads of a group may run ahead of the rows being sorted or spilled."""
+        return max(1 << 16, self.budget_bytes // 16)
+
+    @property
     def take_bytes(self) -> int:
         """Decoded bytes an in-memory ordering hands a writer at a time."""
         return max(1 << 16, self.budget_bytes // 32)
