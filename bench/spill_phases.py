@@ -35,8 +35,8 @@ def main() -> None:
 
     from lifecycle.compaction import ordered
     from lifecycle.compaction.bounded import prefetched
+    from lifecycle.compaction.keys import sort_keys
     from lifecycle.compaction.planner import FileInfo
-    from lifecycle.compaction.zorder import sort_keys
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("manifest")

@@ -22,11 +22,12 @@ import pyarrow as pa
 from pyiceberg.io import FileIO
 
 from lifecycle.bandwidth import Limiter
+from lifecycle.compaction.keys import sort_keys
 from lifecycle.compaction.ordered import KeyFn, Memory, Z, merge_runs, spill_runs
 from lifecycle.compaction.outputs import FileWriter, OnWritten, OutputOptions
 from lifecycle.compaction.planner import SORT, FileInfo, Strategy
 from lifecycle.compaction.spill_encoding import candidates
-from lifecycle.compaction.zorder import SAMPLE_ROWS, Quantiles, sample_rows, sort_keys
+from lifecycle.compaction.zorder import SAMPLE_ROWS, Quantiles, sample_rows
 
 RowReader = Callable[[Sequence[FileInfo], int, int], Iterator[pa.Table]]
 DECODED_PER_STORED = 4         # a guess of decoded / compressed size, to bound how far reads run ahead

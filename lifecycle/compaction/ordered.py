@@ -7,9 +7,10 @@ in input order and a stable sort keeps ties in input order, so "key, then run, t
 is exactly the in-memory stable order.
 
 The merge keeps a buffer of every run (the rows loaded and not yet emitted, a suffix of what it read). A step
-orders the buffers' key columns, concatenated in run order, stably: for one integer key (a z-value, a single
-integer or low-cardinality text column) numpy's stable sort, which merges the k sorted runs in O(n log k)
-instead of sorting; otherwise pyarrow's stable sort. It emits everything up to the first of the buffers' last
+orders the buffers' key columns, concatenated in run order, stably: keys that pack into one integer (a
+z-value; integers, timestamps and repetitive text whose ranges fit 64 bits, lifecycle.compaction.keys) by
+numpy's stable sort, which merges the k sorted runs in O(n log k) instead of sorting; otherwise pyarrow's
+stable sort. It emits everything up to the first of the buffers' last
 rows among the runs with rows still on disk (no row still on disk can come before it): from each run a prefix
 of its buffer, gathered into order, while the rest stays as a zero-copy slice. Memory: a chunk while spilling;
 while merging, the buffers (about budget / MERGE_SHARE, refilled by 1/k of that per run whatever the number of
@@ -30,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from lifecycle.compaction.keys import key_order
+from lifecycle.compaction.keys import merge_order as keys_merge_order
 from lifecycle.compaction.spill_encoding import decoded, encoded, repetitive
 from lifecycle.compaction.spill_memory import Memory as Memory  # re-exported: callers build it with the runs
-from lifecycle.compaction.zorder import integer_key, key_order
 from lifecycle.faults import crash_point
 
 Z = "__lifecycle_z"
@@ -49,14 +51,8 @@ def ordering(table: pa.Table, keys: KeyFn) -> pa.Array:
 
 
 def merge_order(table: pa.Table, keys: KeyFn) -> np.ndarray:
-    """`ordering` of a table made of sorted runs one after another. One ascending integer key without nulls
-    is merged by numpy's stable sort (timsort finds the runs and merges them: 0.06 s for two runs of 1.3 M
-    rows, against 0.8 s to sort them); anything else is sorted."""
-    arrays, orders = keys(table)
-    key = integer_key(arrays[0]) if len(arrays) == 1 and orders == ["ascending"] else None
-    if key is not None:
-        return np.argsort(key, kind="stable")
-    return np.asarray(key_order(arrays, orders, table.num_rows))
+    """`ordering` of a table made of sorted runs one after another (lifecycle.compaction.keys.merge_order)."""
+    return keys_merge_order(*keys(table), table.num_rows)
 
 
 def taken(table: pa.Table, order: pa.Array | np.ndarray, pool: Executor | None) -> pa.Table:

@@ -27,10 +27,11 @@ from pyiceberg.io import FileIO
 
 from lifecycle.bandwidth import Limiter
 from lifecycle.compaction.bounded import prefetched, rewrite_spilled
+from lifecycle.compaction.keys import sort_indices
 from lifecycle.compaction.outputs import FileWriter, OnWritten, OutputOptions, split_bounds
 from lifecycle.compaction.planner import SORT, ZORDER, FileInfo, Strategy
 from lifecycle.compaction.spill_memory import Memory, return_freed_memory_at_once
-from lifecycle.compaction.zorder import sort_indices, zorder_indices
+from lifecycle.compaction.zorder import zorder_indices
 from lifecycle.errors import ConfigError
 
 ROW_GROUP_BYTES = 64 << 20   # aim for ~64 MiB (input-compressed estimate) row groups

@@ -6,7 +6,7 @@ dictionary-encoded string): every take copies the strings' bytes. Columns whose 
 unit, status) are therefore dictionary-encoded before a run is sorted, so both takes move int32 indices, the
 runs on disk shrink, and the merged rows are cast back to the column's own type before they are written.
 Sort keys are encoded too: wherever rows are sorted, a text key is sorted through the ranks of its dictionary
-(lifecycle.compaction.zorder.text_ranks). The decision is taken once per group from the first chunk, since
+(lifecycle.compaction.keys.text_ranks). The decision is taken once per group from the first chunk, since
 every run must share one schema for the merge.
 """
 

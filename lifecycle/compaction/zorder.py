@@ -1,7 +1,4 @@
-"""Row orderings for a file group: the table's sort order, or a Z-order over chosen columns.
-
-A sort orders by the columns, each with its direction and null placement; a text key whose values repeat is
-sorted through the dense ranks of its dictionary (`text_ranks`). Z-order ranks each column against quantiles
+"""Z-order of a file group: each column ranked against quantiles
 sampled from the group (`Quantiles`: up to 4,096 sorted distinct values per column, nulls last), scales every
 rank to one range of RANK_BITS bits, interleaves the bits (the first column on the highest bit: `morton`) and
 sorts stably by the result. A row's z-value is a function of the row alone, so a group too large for memory
@@ -18,104 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lifecycle.compaction.spill_encoding import MAX_DISTINCT_SHARE  # ranked through the dictionary when text repeats
+from lifecycle.compaction.keys import key_order
 
 TOTAL_BITS = 63
-
-
-def sort_keys(table: pa.Table, columns: Sequence[str], directions: Sequence[str],
-              nulls: Sequence[str]) -> tuple[list[pa.Array | pa.ChunkedArray], list[str]]:
-    """The key arrays that order `table` by the columns (each with its own direction and null placement),
-    with their orders ("ascending"/"descending")."""
-    arrays: list[pa.Array | pa.ChunkedArray] = []
-    orders: list[str] = []
-    for col, direction, null in zip(columns, directions, nulls, strict=True):
-        values = table.column(col)
-        if values.null_count:  # a null-placement key only where there are nulls to place
-            arrays.append(pc.is_valid(values))  # False for null: ascending puts nulls first
-            orders.append("ascending" if null == "first" else "descending")
-        ranks = text_ranks(values) if _is_text(values.type) else None
-        arrays.append(values if ranks is None else ranks)
-        orders.append("descending" if direction == "desc" else "ascending")
-    return arrays, orders
-
-
-
-
-def _is_text(t: pa.DataType) -> bool:
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
-                or pa.types.is_large_binary(t))
-
-
-def text_ranks(values: pa.Array | pa.ChunkedArray) -> pa.Array | None:
-    """The dense ranks (int32, nulls as 0: callers place nulls with their own key) of a text column whose
-    values repeat (or that is dictionary-encoded), or None when they mostly do not. Sorting ranks is an
-    integer sort; sorting the strings compares bytes (1.6 s against 2.4 s for 2.6 M narrow rows on
-    (sensor_kind, payload_id), the ranks included). Ranks order rows only among the rows of `values`: they
-    are computed wherever rows are sorted."""
-    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    if pa.types.is_dictionary(arr.type):   # already encoded (a spilled run's column): always ranked
-        enc = arr
-    else:
-        enc = pc.dictionary_encode(arr)
-        if len(enc.dictionary) > max(16, len(arr) // MAX_DISTINCT_SHARE):
-            return None
-    dense = np.asarray(pc.rank(enc.dictionary, sort_keys="ascending", tiebreaker="dense")).astype(np.int32) - 1
-    indices = np.asarray(pc.fill_null(enc.indices, 0).to_numpy(zero_copy_only=False))
-    return pa.array(dense[indices] if len(dense) else np.zeros(len(arr), np.int32))
-
-
-def sort_indices(table: pa.Table, columns: Sequence[str], directions: Sequence[str],
-                 nulls: Sequence[str]) -> pa.Array:
-    """Indices that order `table` by the columns, each with its own direction and null placement."""
-    return key_order(*sort_keys(table, columns, directions, nulls), table.num_rows)
-
-
-def key_order(arrays: Sequence[pa.Array | pa.ChunkedArray], orders: Sequence[str], rows: int) -> pa.Array:
-    """Indices ordering `rows` rows stably (ties keep their order) by key arrays, each ascending or descending."""
-    if not arrays:
-        return pa.array(np.arange(rows, dtype=np.int64))
-    if len(arrays) == 1 and list(orders) == ["ascending"]:
-        packed = integer_order(arrays[0])
-        if packed is not None:
-            return pa.array(packed)
-    names = [f"k{i}" for i in range(len(arrays))]
-    return pc.sort_indices(pa.table(list(arrays), names=names), sort_keys=list(zip(names, orders, strict=True)))
-
-
-def integer_key(values: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
-    """An integer (or timestamp) key without nulls as a numpy array; None for anything else."""
-    if values.null_count:
-        return None
-    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    if pa.types.is_timestamp(arr.type) or pa.types.is_duration(arr.type):
-        arr = arr.view(pa.int64())
-    return np.asarray(arr) if pa.types.is_integer(arr.type) else None
-
-
-def integer_order(values: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
-    """The stable ascending order of an integer key without nulls, by one sort of (key - min, position) packed
-    into uint64 (numpy sorts plain integers several times faster than it argsorts: 0.29 s against 1.30 s for
-    4.3 M z-values); None when the key is not such a key or its range and the positions need over 64 bits."""
-    v = integer_key(values)
-    if v is None:
-        return None
-    n = len(v)
-    if n == 0:
-        return np.zeros(0, np.int64)
-    lo, hi = int(v.min()), int(v.max())
-    shift = max(1, (n - 1).bit_length())
-    if (hi - lo).bit_length() + shift > 64:
-        return None
-    packed = (v - v.dtype.type(lo)).astype(np.uint64)
-    packed <<= np.uint64(shift)
-    packed |= np.arange(n, dtype=np.uint64)
-    packed.sort()
-    packed &= np.uint64((1 << shift) - 1)
-    order: np.ndarray = packed.astype(np.int64)
-    return order
 
 
 def zorder_indices(table: pa.Table, columns: Sequence[str]) -> pa.Array:

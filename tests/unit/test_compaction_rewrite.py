@@ -13,9 +13,18 @@ import pytest
 from pyiceberg.io.pyarrow import PyArrowFileIO
 
 from lifecycle.bandwidth import TokenBucket
+from lifecycle.compaction.keys import (
+    key_order,
+    merge_order,
+    packed_keys,
+    packed_order,
+    sort_indices,
+    sort_keys,
+    text_ranks,
+)
 from lifecycle.compaction.planner import BINPACK, SORT, ZORDER, FileInfo, Strategy
 from lifecycle.compaction.rewrite import OutputOptions, compaction_threads, read_rows, rewrite_group, split_bounds
-from lifecycle.compaction.zorder import integer_order, key_order, morton, sort_indices, text_ranks, zorder_indices
+from lifecycle.compaction.zorder import morton, zorder_indices
 from lifecycle.errors import ConfigError
 
 SCHEMA = pa.schema([("k", pa.int64()), ("s", pa.string())])
@@ -52,17 +61,41 @@ def test_a_repetitive_text_key_sorts_by_the_dense_ranks_of_its_values() -> None:
     np.random.default_rng(2).integers(0, 2**40, 50_000).astype(np.uint64),
 ], ids=["small", "negative-and-repeated", "wide"])
 def test_an_integer_key_is_ordered_stably_by_one_packed_sort(values: np.ndarray) -> None:
-    got = integer_order(pa.array(values))
-    assert got is not None and got.tolist() == np.argsort(values, kind="stable").tolist()
+    packed = packed_keys([pa.array(values)], ["ascending"])
+    assert packed is not None
+    want = np.argsort(values, kind="stable").tolist()
+    assert packed_order(*packed).tolist() == want
     stamps = pa.array(values.astype(np.int64), pa.int64()).cast(pa.timestamp("us"))
-    assert key_order([stamps], ["ascending"], len(values)).to_pylist() == got.tolist()
+    assert key_order([stamps], ["ascending"], len(values)).to_pylist() == want
 
 
-def test_keys_a_packed_sort_cannot_take_go_to_the_general_sort() -> None:
-    full = pa.array([2**62, -(2**62), 0, 1], pa.int64())           # range and positions need 65 bits
-    assert integer_order(full) is None
-    assert integer_order(pa.array([1, None, 0])) is None
-    assert integer_order(pa.array([0.5, 0.25])) is None
+def test_several_keys_pack_into_one_integer_in_their_directions() -> None:
+    rng = np.random.default_rng(5)
+    n = 20_000
+    t = pa.table({"kind": np.array(["b", "a", "c"])[rng.integers(0, 3, n)], "id": rng.integers(-500, 500, n),
+                  "ts": pa.array(rng.integers(0, 10**6, n), pa.timestamp("us")), "ok": rng.random(n) < 0.5})
+    columns, directions = ("kind", "id", "ok", "ts"), ("asc", "desc", "asc", "desc")
+    arrays, orders = sort_keys(t, columns, directions, ("last",) * 4)
+    assert packed_keys(arrays, orders) is not None            # 2 + 10 + 1 + 20 bits
+    names = [f"k{i}" for i in range(4)]
+    want = pc.sort_indices(t.select(list(columns)).rename_columns(names),
+                           sort_keys=list(zip(names, orders, strict=True))).to_pylist()
+    assert sort_indices(t, columns, directions, ("last",) * 4).to_pylist() == want
+    runs = t.take(pa.concat_arrays([sort_indices(t.slice(0, n // 2), columns, directions, ("last",) * 4),
+                                    pc.add(sort_indices(t.slice(n // 2), columns, directions, ("last",) * 4),
+                                           n // 2)]))
+    merged = merge_order(*sort_keys(runs, columns, directions, ("last",) * 4), n)
+    assert runs.take(pa.array(merged)).equals(runs.take(sort_indices(runs, columns, directions, ("last",) * 4)))
+
+
+def test_keys_that_do_not_pack_go_to_the_general_sort() -> None:
+    full = pa.array([2**62, -(2**62), 0, 1], pa.int64())           # a range of 63 bits
+    assert packed_keys([full], ["ascending"]) is None
+    assert packed_keys([pa.array([1, None, 0])], ["ascending"]) is None
+    assert packed_keys([pa.array([0.5, 0.25])], ["ascending"]) is None
+    wide = pa.array([2**20, 0, 5], pa.int64())
+    assert packed_keys([wide, wide], ["ascending", "ascending"]) is not None
+    assert packed_keys([wide, wide, pa.array([2**30, 0, 1])], ["ascending"] * 3) is None   # 21 + 21 + 31 bits
     assert key_order([full], ["ascending"], 4).to_pylist() == [1, 2, 3, 0]
     assert key_order([pa.array([1, None, 0])], ["ascending"], 3).to_pylist() == [2, 0, 1]
 
