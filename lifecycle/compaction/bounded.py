@@ -5,9 +5,9 @@ rows already read (the head that did not fit the budget) and the rest of the str
 columns over the whole group (a projected read when the inputs are plain parquet) for per-column quantiles;
 then the rows are spilled as sorted runs (lifecycle.compaction.ordered) and merged, streaming into the planned
 outputs one after the other. The spill sorts a chunk's two halves on two threads (two runs a chunk), the
-merge's takes are split over two pool threads (lifecycle.compaction.ordered.taken) and parquet encoding runs
-in a pool thread beside the merge. Repetitive text columns travel through the runs dictionary-encoded
-(lifecycle.compaction.spill_encoding).
+merge's takes are split over two pool threads (lifecycle.compaction.ordered.taken) and the outputs are encoded
+beside the merge, several at once (lifecycle.compaction.stream_writer). Repetitive text columns travel through
+the runs dictionary-encoded (lifecycle.compaction.spill_encoding).
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from pyiceberg.io import FileIO
 from lifecycle.bandwidth import Limiter
 from lifecycle.compaction.keys import sort_keys
 from lifecycle.compaction.ordered import KeyFn, Memory, Z, merge_runs, spill_runs
-from lifecycle.compaction.outputs import FileWriter, OnWritten, OutputOptions
+from lifecycle.compaction.outputs import OnWritten, OutputOptions
 from lifecycle.compaction.planner import SORT, FileInfo, Strategy
 from lifecycle.compaction.spill_encoding import candidates
+from lifecycle.compaction.stream_writer import write_stream
 from lifecycle.compaction.zorder import SAMPLE_ROWS, Quantiles, sample_rows
 
 RowReader = Callable[[Sequence[FileInfo], int, int], Iterator[pa.Table]]
@@ -99,52 +100,4 @@ def rewrite_spilled(io: FileIO, head: list[pa.Table], rest: Iterator[pa.Table], 
     runs = spill_runs(itertools.chain(_drain(head), rest), keys, memory, extra, pool, expected, text)
     key_columns = strategy.columns if strategy.name == SORT else (Z,)
     merged = merge_runs(runs, keys, key_columns, memory, row_bytes, pool, text)
-    return write_stream(io, merged, outputs, bounds, options, limiter, pool, on_written)
-
-
-def write_stream(io: FileIO, stream: Iterator[pa.Table], outputs: Sequence[str], bounds: Sequence[tuple[int, int]],
-                 options: OutputOptions, limiter: Limiter, pool: ThreadPoolExecutor,
-                 on_written: OnWritten | None) -> int:
-    """Split an ordered stream into the outputs, in order; each piece is written by the pool (one write in
-    flight, so encoding overlaps the merge) and an output is closed before the next one starts."""
-    names = options.schema.names
-    written = index = filled = 0
-    writer: FileWriter | None = None
-    inflight: Future[None] | None = None
-
-    def settle() -> None:
-        nonlocal inflight
-        if inflight is not None:
-            inflight.result()
-            inflight = None
-
-    try:
-        for table in stream:
-            table = table.select(names)
-            offset = 0
-            while offset < table.num_rows:
-                lo, hi = bounds[index]
-                if writer is None:
-                    writer = FileWriter(io, outputs[index], options, limiter)
-                piece = table.slice(offset, hi - lo - filled)
-                offset += piece.num_rows
-                filled += piece.num_rows
-                settle()
-                inflight = pool.submit(writer.write, piece)
-                if filled == hi - lo:
-                    settle()
-                    written += writer.close()
-                    writer, filled = None, 0
-                    if on_written is not None:
-                        on_written(index, outputs[index], written)
-                    index += 1
-        settle()
-        if index != len(outputs):
-            raise ValueError(f"the merge produced rows for {index} of {len(outputs)} outputs")
-    except BaseException:
-        if inflight is not None and not inflight.cancel():
-            inflight.exception()   # wait for the write in flight before closing its file
-        if writer is not None:
-            writer.abort()
-        raise
-    return written
+    return write_stream(io, merged, outputs, bounds, options, limiter, window, on_written)

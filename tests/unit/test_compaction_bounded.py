@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +15,11 @@ import pytest
 from pyiceberg.io.pyarrow import PyArrowFileIO
 
 from lifecycle.bandwidth import TokenBucket
+from lifecycle.compaction.outputs import FileWriter, split_bounds
 from lifecycle.compaction.planner import SORT, ZORDER, FileInfo, Strategy
 from lifecycle.compaction.rewrite import OutputOptions, rewrite_group
 from lifecycle.compaction.spill_memory import MERGE_SHARE, Memory
+from lifecycle.compaction.stream_writer import write_stream
 from lifecycle.compaction.zorder import TOTAL_BITS, Quantiles, _numeric, morton
 
 SCHEMA = pa.schema([("id", pa.int64()), ("kind", pa.string()), ("ts", pa.timestamp("us")), ("v", pa.float64())])
@@ -185,3 +189,41 @@ def test_the_merge_holds_a_bounded_slice_of_every_run_however_many_runs(tmp_path
     assert got.num_rows == 24 * 20000
     ids = got["id"].drop_null().to_pylist()
     assert ids == sorted(ids)
+
+
+def _ordered_stream(n: int, piece: int) -> Iterator[pa.Table]:
+    for start in range(0, n, piece):
+        ids = list(range(start, min(n, start + piece)))
+        yield pa.table({"id": ids, "kind": ["k"] * len(ids), "ts": pa.array(ids, pa.timestamp("us")),
+                        "v": [float(i) for i in ids]}, schema=SCHEMA)
+
+
+def test_the_stream_writer_fills_every_output_in_order_several_at_once(tmp_path: Path) -> None:
+    outs = [str(tmp_path / f"o-{i}.parquet") for i in range(5)]
+    done: list[int] = []
+    written = write_stream(PyArrowFileIO(), _ordered_stream(10_000, 777), outs, split_bounds(10_000, 5),
+                           OutputOptions(SCHEMA, row_group_rows=500), TokenBucket(10**12), 2,
+                           lambda i, p, b: done.append(i))
+    assert done == [0, 1, 2, 3, 4] and written == sum(Path(p).stat().st_size for p in outs)
+    assert _read(outs)["id"].to_pylist() == list(range(10_000))
+
+
+def test_a_failing_output_fails_the_stream_and_aborts_the_others(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    outs = [str(tmp_path / f"o-{i}.parquet") for i in range(4)]
+    real = FileWriter.write
+
+    def write(self: FileWriter, rows: pa.Table) -> None:
+        if self.path == outs[2]:
+            raise OSError("No space left on device")
+        real(self, rows)
+
+    monkeypatch.setattr(FileWriter, "write", write)
+    done: list[int] = []
+    with pytest.raises(OSError, match="No space left"):
+        write_stream(PyArrowFileIO(), _ordered_stream(8_000, 300), outs, split_bounds(8_000, 4),
+                     OutputOptions(SCHEMA, row_group_rows=500), TokenBucket(10**12), 2,
+                     lambda i, p, b: done.append(i))
+    assert done == [0]                         # retired before the failure; the open ones are aborted
+    assert not Path(outs[3]).exists()          # and nothing after the failing output was started
+    assert not [t for t in threading.enumerate() if t.name.startswith("compact-output-")]   # no writer left
