@@ -108,8 +108,8 @@ def _fits(stream: Iterator[pa.Table], limit: int) -> tuple[list[pa.Table], bool]
 
 def _combined(head: list[pa.Table]) -> pa.Table:
     """The rows of `head` as one table of contiguous columns, built a column at a time, each released from the
-    head as soon as it is copied: the copy never holds the group twice (a whole-table `combine_chunks` did,
-    2,080 MiB for 0.4 GB of narrow rows)."""
+    head as soon as it is copied: the copy never holds the group twice, as a whole-table `combine_chunks`
+    does (a 455 MiB group: 598 MiB of RSS after combining, 807 MiB when the read tables were kept)."""
     schema = head[0].schema
     columns = []
     for name in schema.names:
@@ -137,8 +137,9 @@ def rewrite_group(io: FileIO, inputs: Sequence[FileInfo], outputs: Sequence[str]
     (the caller's journal owns them). `reader` replaces the plain parquet reader (merge-on-read: rows with
     their deletes applied, lifecycle.compaction.mor_read; the inputs' `records` are then live rows).
     `memory` bounds sort and Z-order: a group whose decoded rows exceed half the budget (estimated from the
-    first quarter's rows) is spilled to its scratch folder and merged (lifecycle.compaction.bounded); without
-    it the group is ordered in memory."""
+    first quarter's rows; should the rest turn out larger, the rows read so far, at most half the budget, go
+    to the spill) is spilled to its scratch folder and merged (lifecycle.compaction.bounded); without it the
+    group is ordered in memory."""
     read: RowReader = reader or (lambda ins, lo, hi: read_rows(io, ins, lo, hi, options.schema, limiter))
     total = sum(f.records for f in inputs)
     bounds = split_bounds(total, len(outputs))
