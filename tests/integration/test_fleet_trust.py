@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import redis
 
-from lifecycle.clock import SystemClock
+from lifecycle.clock import OffsetClock, SystemClock
 from lifecycle.iceberg.catalog import open_catalog
 from lifecycle.state.runs import RunStore
 from lifecycle.state.store import StateStore
@@ -113,7 +114,7 @@ def test_a_partition_that_keeps_killing_its_worker_is_quarantined_across_message
     make_fleet: Callable[..., Fleet], redis_db: redis.Redis,
 ) -> None:
     fleet = make_fleet(files=3)
-    env = fleet.env()
+    env = {**fleet.env(), "LIFECYCLE_FAKE_NOW": EVENING}   # the CLI on the worker's clock: quarantines cool off
     worker = fleet.start_worker(concurrency=1, LIFECYCLE_FAKE_NOW=EVENING, LIFECYCLE_CRASH_AT="compact.after-stage")
     send("lifecycle.compact", "compaction", table=TABLE, partition=CANONICAL, manual=False)
 
@@ -141,7 +142,7 @@ def test_a_partition_that_keeps_killing_its_worker_is_quarantined_across_message
     from lifecycle.compaction.fanout import fanout_plan
     from lifecycle.state.quarantine import quarantined_partitions
 
-    store = StateStore(fleet.db_url, SystemClock())
+    store = StateStore(fleet.db_url, OffsetClock(datetime.fromisoformat(EVENING) - datetime.now(UTC)))
     ts = fleet.settings.for_table(TABLE)
     skip = quarantined_partitions(store, "compact", TABLE, fleet.settings)
     planned, _ = fanout_plan(fleet.table(), TABLE, ts, skip=skip)
