@@ -19,14 +19,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lifecycle.compaction.spill_encoding import MAX_DISTINCT_SHARE  # ranked through the dictionary when text repeats
+from lifecycle.compaction.spill_encoding import MAX_DISTINCT_SHARE, is_text  # text that repeats is ranked
 
 Keys = tuple[list[pa.Array | pa.ChunkedArray], list[str]]   # key arrays, their orders ("ascending"/"descending")
 KEY_BITS = 62     # a single key wider than this is not packed (its offset could overflow int64 arithmetic)
 
 
 def sort_keys(table: pa.Table, columns: Sequence[str], directions: Sequence[str],
-              nulls: Sequence[str]) -> tuple[list[pa.Array | pa.ChunkedArray], list[str]]:
+              nulls: Sequence[str]) -> Keys:
     """The key arrays that order `table` by the columns (each with its own direction and null placement),
     with their orders ("ascending"/"descending")."""
     arrays: list[pa.Array | pa.ChunkedArray] = []
@@ -36,19 +36,10 @@ def sort_keys(table: pa.Table, columns: Sequence[str], directions: Sequence[str]
         if values.null_count:  # a null-placement key only where there are nulls to place
             arrays.append(pc.is_valid(values))  # False for null: ascending puts nulls first
             orders.append("ascending" if null == "first" else "descending")
-        ranks = text_ranks(values) if _is_text(values.type) else None
+        ranks = text_ranks(values) if is_text(values.type) else None
         arrays.append(values if ranks is None else ranks)
         orders.append("descending" if direction == "desc" else "ascending")
     return arrays, orders
-
-
-
-
-def _is_text(t: pa.DataType) -> bool:
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
-                or pa.types.is_large_binary(t))
 
 
 def text_ranks(values: pa.Array | pa.ChunkedArray) -> pa.Array | None:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from lifecycle.compaction.keys import key_order
+from lifecycle.compaction.keys import Keys, key_order
 from lifecycle.compaction.keys import merge_order as keys_merge_order
 from lifecycle.compaction.spill_encoding import decoded, encoded, repetitive
 from lifecycle.compaction.spill_memory import Memory as Memory  # re-exported: callers build it with the runs
@@ -42,7 +42,7 @@ MIN_BATCH_ROWS = 128
 MIN_REFILL_ROWS = 1024
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=None)   # lz4 cost more CPU than the disk it saved
 
-KeyFn = Callable[[pa.Table], tuple[list[pa.Array | pa.ChunkedArray], list[str]]]   # key arrays, orders
+KeyFn = Callable[[pa.Table], Keys]   # the key arrays and their orders of a table's rows
 
 
 def ordering(table: pa.Table, keys: KeyFn) -> pa.Array:

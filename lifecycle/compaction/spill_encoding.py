@@ -21,11 +21,17 @@ MAX_DISTINCT_SHARE = 8     # a column repeats when it has at most one distinct v
 
 
 
+def is_text(t: pa.DataType) -> bool:
+    """A text or binary type (or a dictionary of one)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+                or pa.types.is_large_binary(t))
+
+
 def candidates(schema: pa.Schema) -> list[str]:
     """Text and binary columns."""
-    return [f.name for f in schema if (
-        pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_binary(f.type)
-        or pa.types.is_large_binary(f.type))]
+    return [f.name for f in schema if is_text(f.type)]
 
 
 def repetitive(chunk: pa.Table, names: Sequence[str]) -> list[str]:
